@@ -1,0 +1,70 @@
+"""Taking a backup: pick the path for the target's dialect and format, write, publish.
+
+This is the one function the Celery tasks and the CLI's `--local` mode call to create a
+backup. It validates its arguments, streams the dump into a pending artifact and publishes
+it with its manifest only when the dump is complete.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from backup_engine import errors
+from backup_engine.artifacts import FORMAT_EXTENSIONS, BackupStore, PendingArtifact, utc_now
+from backup_engine.dialects import native
+from backup_engine.dumpinfo import INCLUDE_DATA_MODES, METHODS, ClientTools, DumpResult, Progress, no_progress
+from backup_engine.targets import Target
+
+FORMATS_BY_DIALECT = {"postgresql": ("sql", "json", "csv"), "sqlite": ("sql", "sqlite", "json", "csv")}
+
+
+def check_choice(value: object, choices: tuple[str, ...], message: str, what: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise errors.InvalidRequest(message, f"{what} {value!r} (choose from {', '.join(choices)})")
+    return value
+
+
+def create_backup(target: Target, store: BackupStore, *, format: str = "sql", include_data: str = "full",
+                  method: str = "auto", tools: ClientTools = ClientTools(), prefix: str | None = None,
+                  progress: Progress = no_progress, extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Back up `target` into `store`; returns the manifest of the published file."""
+    check_choice(format, FORMATS_BY_DIALECT[target.dialect], errors.UNKNOWN_FORMAT, f"format for {target.dialect}")
+    check_choice(include_data, INCLUDE_DATA_MODES, errors.UNKNOWN_INCLUDE_DATA, "include_data")
+    check_choice(method, METHODS, errors.UNKNOWN_METHOD, "method")
+    if format == "sqlite" and include_data != "full":
+        raise errors.InvalidRequest(errors.UNKNOWN_INCLUDE_DATA, "a binary sqlite snapshot is always full")
+    started = time.monotonic()
+    created_at = utc_now()
+    progress(phase="start", target=target.name, format=format)
+    with store.pending(FORMAT_EXTENSIONS[format]) as artifact:
+        result = _write(target, artifact, format, include_data, method, tools, progress)
+        progress(phase="publish")
+        manifest = {
+            "format": format,
+            "target": target.name,
+            "dialect": target.dialect,
+            "server_version": result.server_version,
+            "method": result.method,
+            "include_data": include_data,
+            "tables": result.tables,
+            "rows": result.rows,
+            "table_rows": result.table_rows,
+            "duration_s": round(time.monotonic() - started, 3),
+            **({"fallback_reason": result.fallback_reason} if result.fallback_reason else {}),
+            **(extra_manifest or {}),
+        }
+        return store.publish(artifact, prefix or target.name, manifest, created_at=created_at)
+
+
+def _write(target: Target, artifact: PendingArtifact, format: str, include_data: str, method: str,
+           tools: ClientTools, progress: Progress) -> DumpResult:
+    if format == "sqlite":
+        return native("sqlite").snapshot(target, artifact.temp_path)
+    if format != "sql":
+        raise errors.InvalidRequest(errors.NOT_IMPLEMENTED_FORMAT, format)
+    if method == "sqlalchemy":
+        raise errors.InvalidRequest(errors.NOT_IMPLEMENTED_FORMAT, "method 'sqlalchemy'")
+    if target.dialect == "postgresql":
+        return native("postgresql").dump_sql(target, artifact.stream(), include_data, tools, progress)
+    return native("sqlite").dump_sql(target, artifact.stream(), include_data, progress)

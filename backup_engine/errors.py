@@ -1,0 +1,77 @@
+"""One error tree for the whole engine.
+
+Messages are module constants so that callers and tests match on them, and the three
+messages of the system we replace keep their exact wording. `transient` tells the task layer
+whether a retry can help (a server that is down) or not (a corrupt file).
+"""
+
+from __future__ import annotations
+
+FALLBACK_FAILED = "SQLAlchemy backup fallback failed"
+JSON_CONVERSION_FAILED = "Failed to convert JSON backup to SQL format"
+UNSUPPORTED_PG_RESTORE = "Unsupported backup format for PostgreSQL restore"
+UNSUPPORTED_SQLITE_RESTORE = "Unsupported backup format for SQLite restore"
+
+NATIVE_BACKUP_FAILED = "Native backup failed"
+EMPTY_DUMP = "The dump is empty"
+INCOMPLETE_DUMP = "The dump is incomplete (no end marker)"
+RESTORE_FAILED = "Restore failed; the target is unchanged"
+CHECKSUM_MISMATCH = "Backup file does not match its manifest checksum"
+MANIFEST_MISSING = "Backup has no manifest (an unfinished or foreign file)"
+MANIFEST_INVALID = "Backup manifest is unreadable"
+BACKUP_NOT_FOUND = "Backup file not found"
+UNSAFE_PATH = "Refused path outside its folder"
+BAD_FILENAME = "Invalid backup file name"
+UNKNOWN_TARGET = "Unknown target"
+TARGET_MISMATCH = "Backup belongs to another target"
+UNKNOWN_FORMAT = "Unknown backup format"
+UNKNOWN_INCLUDE_DATA = "Unknown include_data mode"
+UNKNOWN_METHOD = "Unknown backup method"
+UNSUPPORTED_DIALECT = "Unsupported database dialect"
+TOOL_NOT_FOUND = "Client tool not found"
+TARGET_UNREACHABLE = "Target database unreachable"
+TARGET_MISSING = "Target database does not exist"
+WRITE_FAILED = "Could not write the backup file"
+NOT_IMPLEMENTED_FORMAT = "Backup format not available yet"
+CONFIG_INVALID = "Invalid configuration"
+
+
+class BackupError(Exception):
+    """Base of every engine error: `message` is a constant above, `detail` the specifics."""
+
+    transient = False
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        self.message = message
+        self.detail = detail
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class ConfigError(BackupError):
+    """A setting is wrong; raised at start so the worker never runs half-configured."""
+
+
+class InvalidRequest(BackupError):
+    """An argument from outside is wrong: unknown target, format, or an unsafe path."""
+
+
+class ArtifactError(BackupError):
+    """A backup file or its manifest is missing, foreign, or does not match its checksum."""
+
+
+class DumpError(BackupError):
+    """Taking a backup failed; no artifact was left behind."""
+
+
+class RestoreError(BackupError):
+    """Restoring failed; the target is as it was before."""
+
+
+class ConversionError(BackupError):
+    """A JSON backup could not be turned into SQL."""
+
+
+class TargetUnavailable(BackupError):
+    """The database server cannot be reached: worth retrying later."""
+
+    transient = True

@@ -1,0 +1,131 @@
+"""Connecting to a PostgreSQL target without a password ever reaching argv, env or logs.
+
+psycopg2 gets the password as a keyword argument; the client tools get a 0600 PGPASSFILE
+made for the run in a private temp folder and removed after it. The tools' environment is
+built from nothing (never the worker's own PG* variables, never the dump's environment).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from sqlalchemy.engine import URL
+
+from backup_engine import errors
+from backup_engine.targets import Target
+
+# URL query parameters that libpq understands, mapped to their environment variables.
+LIBPQ_QUERY_ENV = {
+    "host": "PGHOST", "port": "PGPORT", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "connect_timeout": "PGCONNECT_TIMEOUT",
+    "options": "PGOPTIONS", "application_name": "PGAPPNAME", "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+CONNECT_TIMEOUT_S = "10"
+APPLICATION_NAME = "backup-worker"
+# Messages of libpq that mean "try again later" rather than "this will never work".
+TRANSIENT_MARKERS = ("could not connect", "connection refused", "server closed the connection",
+                     "the database system is starting up", "the database system is shutting down",
+                     "timeout expired", "no route to host", "terminating connection",
+                     "could not translate host name", "lock timeout", "connection to server")
+
+
+def connect_kwargs(url: URL) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"dbname": url.database or "postgres", "connect_timeout": int(CONNECT_TIMEOUT_S),
+                              "application_name": APPLICATION_NAME}
+    if url.host:
+        kwargs["host"] = url.host
+    if url.port:
+        kwargs["port"] = url.port
+    if url.username:
+        kwargs["user"] = url.username
+    if url.password:
+        kwargs["password"] = url.password
+    for key, value in url.query.items():
+        if key in LIBPQ_QUERY_ENV:
+            kwargs[key] = value if isinstance(value, str) else value[-1]
+    return kwargs
+
+
+def is_transient(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in TRANSIENT_MARKERS)
+
+
+def classify_failure(message: str, *, default: type[errors.BackupError], default_message: str,
+                     target: Target) -> errors.BackupError:
+    """The error a libpq or client-tool message stands for, naming the target, never its URL."""
+    detail = f"target {target.name!r}: {scrub(message, target)}"
+    if "does not exist" in message and "database" in message:
+        return errors.InvalidRequest(errors.TARGET_MISSING, detail)
+    if is_transient(message):
+        return errors.TargetUnavailable(errors.TARGET_UNREACHABLE, detail)
+    return default(default_message, detail)
+
+
+def scrub(message: str, target: Target) -> str:
+    """Tool output with the password blanked out, should a tool ever echo it."""
+    text = message.strip()
+    password = target.url.password
+    if password:
+        text = text.replace(str(password), "***")
+    return text[-4000:]
+
+
+@contextmanager
+def connect(target: Target) -> Iterator[Any]:
+    """A psycopg2 connection; connection failures become TargetUnavailable / InvalidRequest."""
+    try:
+        conn = psycopg2.connect(**connect_kwargs(target.url))
+    except psycopg2.OperationalError as exc:
+        raise classify_failure(str(exc), default=errors.TargetUnavailable,
+                               default_message=errors.TARGET_UNREACHABLE, target=target) from exc
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def client_environment(target: Target) -> Iterator[dict[str, str]]:
+    """Environment for pg_dump / psql: connection in PG* variables, password in a 0600 file."""
+    folder = Path(tempfile.mkdtemp(prefix="bw-pgpass-"))  # mkdtemp makes it 0700
+    try:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "HOME": str(folder),
+            "PGDATABASE": target.url.database or "postgres",
+            "PGCONNECT_TIMEOUT": CONNECT_TIMEOUT_S,
+            "PGAPPNAME": APPLICATION_NAME,
+            "PGOPTIONS": "-c client_min_messages=warning",
+        }
+        if target.url.host:
+            env["PGHOST"] = target.url.host
+        if target.url.port:
+            env["PGPORT"] = str(target.url.port)
+        if target.url.username:
+            env["PGUSER"] = target.url.username
+        for key, value in target.url.query.items():
+            if key in LIBPQ_QUERY_ENV:
+                env[LIBPQ_QUERY_ENV[key]] = value if isinstance(value, str) else value[-1]
+        passfile = folder / "pgpass"
+        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"*:*:*:*:{_pgpass_escape(str(target.url.password or ''))}\n")
+        env["PGPASSFILE"] = str(passfile)
+        env["PSQLRC"] = os.devnull
+        yield env
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")

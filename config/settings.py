@@ -1,0 +1,195 @@
+"""The worker's settings: environment variables (and `.env`), validated at start.
+
+A wrong value stops the worker with a message that names the variable, before any task
+runs. URLs are only ever shown masked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from backup_engine import errors
+from backup_engine.artifacts import SAFE_NAME, check_safe_name
+from backup_engine.dumpinfo import ClientTools
+from backup_engine.targets import Target, mask_url
+
+VAR_DIR = Path("var")
+DEMO_DATABASE = VAR_DIR / "demo.sqlite3"
+DEFAULT_SCHEDULE = "0 2 * * *"
+SCHEDULE_FORMATS = ("sql", "json", "csv", "sqlite")
+
+
+@dataclass(frozen=True)
+class Settings:
+    targets: dict[str, Target]
+    backup_dir: Path
+    upload_dir: Path
+    file_prefix: str | None
+    broker_url: str
+    result_backend: str
+    schedule: str
+    schedule_formats: tuple[str, ...]
+    tools: ClientTools
+    demo: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def target(self, name: object) -> Target:
+        if not isinstance(name, str) or name not in self.targets:
+            known = ", ".join(sorted(self.targets))
+            raise errors.InvalidRequest(errors.UNKNOWN_TARGET, f"{name!r} (configured: {known})")
+        return self.targets[name]
+
+    def describe(self) -> dict[str, object]:
+        """What the worker runs with, safe to log: every URL masked."""
+        return {
+            "targets": {name: target.masked_url for name, target in self.targets.items()},
+            "backup_dir": str(self.backup_dir),
+            "upload_dir": str(self.upload_dir),
+            "broker_url": mask_url(self.broker_url) if "://" in self.broker_url else self.broker_url,
+            "result_backend": _mask_backend(self.result_backend),
+            "schedule": self.schedule,
+            "schedule_formats": list(self.schedule_formats),
+            "pg_dump": self.tools.pg_dump,
+            "psql": self.tools.psql,
+        }
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | os.PathLike | None = ".env") -> Settings:
+    """Settings from `environ` (default: the process environment over `.env`)."""
+    env: dict[str, str] = {}
+    if dotenv_path and Path(dotenv_path).is_file():
+        env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+
+    targets, demo = _targets(env)
+    backup_dir = _writable_dir(env, "BACKUP_DIR", VAR_DIR / "backups")
+    upload_dir = _writable_dir(env, "BACKUP_UPLOAD_DIR", VAR_DIR / "uploads")
+    prefix = env.get("BACKUP_FILE_PREFIX") or None
+    if prefix is not None:
+        _as_config_error("BACKUP_FILE_PREFIX", lambda: check_safe_name(prefix, "BACKUP_FILE_PREFIX"))
+    return Settings(
+        targets=targets,
+        backup_dir=backup_dir,
+        upload_dir=upload_dir,
+        file_prefix=prefix,
+        broker_url=env.get("CELERY_BROKER_URL") or f"sqla+sqlite:///{(VAR_DIR / 'celery-broker.sqlite3').resolve()}",
+        result_backend=env.get("CELERY_RESULT_BACKEND")
+        or f"db+sqlite:///{(VAR_DIR / 'celery-results.sqlite3').resolve()}",
+        schedule=_crontab(env.get("BACKUP_SCHEDULE") or DEFAULT_SCHEDULE),
+        schedule_formats=_formats(env.get("BACKUP_SCHEDULE_FORMATS") or "sql"),
+        tools=ClientTools(pg_dump=_tool(env, "PG_DUMP_BIN", "pg_dump"), psql=_tool(env, "PSQL_BIN", "psql")),
+        demo=demo,
+    )
+
+
+def _targets(env: Mapping[str, str]) -> tuple[dict[str, Target], bool]:
+    targets: dict[str, Target] = {}
+    demo = False
+    default_url = env.get("BACKUP_DATABASE_URL")
+    if default_url:
+        targets["default"] = _as_config_error("BACKUP_DATABASE_URL", lambda: Target.from_url("default", default_url))
+    raw = env.get("BACKUP_TARGETS") or "{}"
+    try:
+        named = json.loads(raw)
+    except ValueError as exc:
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_TARGETS is not valid JSON: {exc}") from exc
+    if not isinstance(named, dict) or not all(isinstance(v, str) for v in named.values()):
+        raise errors.ConfigError(errors.CONFIG_INVALID, 'BACKUP_TARGETS must be a JSON object {"name": "url"}')
+    for name, url in named.items():
+        if not SAFE_NAME.match(name):
+            raise errors.ConfigError(
+                errors.CONFIG_INVALID, f"BACKUP_TARGETS: target name {name!r} is not [A-Za-z0-9._-]",
+            )
+        if name in targets:
+            raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_TARGETS: {name!r} is also BACKUP_DATABASE_URL")
+        targets[name] = _as_config_error("BACKUP_TARGETS", lambda n=name, u=url: Target.from_url(n, u))
+    if "default" not in targets:
+        targets["default"] = Target.from_url("default", f"sqlite:///{DEMO_DATABASE.resolve()}")
+        demo = True
+    return targets, demo
+
+
+def _as_config_error(variable: str, build):
+    try:
+        return build()
+    except errors.BackupError as exc:
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}: {exc}") from exc
+
+
+def _writable_dir(env: Mapping[str, str], variable: str, default: Path) -> Path:
+    folder = Path(env.get(variable) or default).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={folder}: cannot create ({exc.strerror})") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={folder}: not writable")
+    return folder.resolve()
+
+
+def _crontab(expression: str) -> str:
+    fields = expression.split()
+    if len(fields) != 5:
+        raise errors.ConfigError(errors.CONFIG_INVALID,
+                                 f"BACKUP_SCHEDULE={expression!r}: needs 5 crontab fields")
+    from celery.schedules import crontab  # validation only: the engine itself never imports Celery
+
+    try:
+        crontab(*fields[:2], day_of_month=fields[2], month_of_year=fields[3], day_of_week=fields[4])
+    except (ValueError, TypeError) as exc:
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_SCHEDULE={expression!r}: {exc}") from exc
+    return expression
+
+
+def _formats(raw: str) -> tuple[str, ...]:
+    formats = tuple(part.strip() for part in raw.split(",") if part.strip())
+    unknown = [f for f in formats if f not in SCHEDULE_FORMATS]
+    if not formats or unknown:
+        raise errors.ConfigError(errors.CONFIG_INVALID,
+                                 f"BACKUP_SCHEDULE_FORMATS={raw!r}: use a comma list of {', '.join(SCHEDULE_FORMATS)}")
+    return formats
+
+
+def _tool(env: Mapping[str, str], variable: str, name: str) -> str | None:
+    configured = env.get(variable)
+    if configured:
+        return configured  # a missing configured tool is reported when used, so `auto` can fall back
+    return shutil.which(name)
+
+
+def _mask_backend(url: str) -> str:
+    scheme, sep, rest = url.partition("+")
+    if sep and "://" in rest:
+        return f"{scheme}+{mask_url(rest)}"
+    return mask_url(url) if "://" in url else url
+
+
+def ensure_demo_database(settings: Settings) -> None:
+    """Create the small demo SQLite database that `make run` backs up when nothing is configured."""
+    if not settings.demo:
+        return
+    path = Path(settings.targets["default"].url.database or DEMO_DATABASE)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE customers (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT UNIQUE);
+            CREATE TABLE orders (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                                 customer_id INTEGER NOT NULL REFERENCES customers(id),
+                                 total NUMERIC NOT NULL, placed_at TEXT NOT NULL);
+            INSERT INTO customers (name, email) VALUES ('Ada Lovelace', 'ada@example.org'),
+                                                       ('Grace Hopper', 'grace@example.org');
+            INSERT INTO orders (customer_id, total, placed_at) VALUES (1, 12.50, '2025-01-01T12:00:00Z'),
+                                                                     (2, 99.99, '2025-01-02T08:30:00Z');
+            """
+        )

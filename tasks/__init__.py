@@ -1,0 +1,1 @@
+"""Celery tasks of the public contract (`backups.*`) and the plain operations behind them."""

@@ -1,0 +1,49 @@
+"""Session-wide throwaway servers and per-test databases and folders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import ThrowawayPostgres, ThrowawayRedis
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[ThrowawayPostgres]:
+    server = ThrowawayPostgres().init()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ThrowawayRedis]:
+    server = ThrowawayRedis()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def make_pg_database(pg_server: ThrowawayPostgres) -> Iterator:
+    """Factory: a fresh, empty database on the throwaway server; returns its URL."""
+    created: list[str] = []
+
+    def make(prefix: str = "db", owner: str | None = None) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        created.append(name)
+        return pg_server.create_database(name, owner=owner)
+
+    yield make
+    for name in created:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def backup_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    return folder
