@@ -217,7 +217,7 @@ class BackupStore:
             parts = path.name[len(TEMP_PREFIX):].split(".")
             if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
                 continue
-            if _pid_alive(int(parts[1])) and int(parts[1]) != os.getpid():
+            if _pid_alive(int(parts[1])):
                 continue
             path.unlink(missing_ok=True)
             removed.append(path.name)

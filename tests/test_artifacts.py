@@ -1,0 +1,123 @@
+"""The backup folder: names, no overwrite, atomic publish, manifests, safe paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+
+from backup_engine import errors
+from backup_engine.artifacts import BackupStore, check_safe_name
+
+WHEN = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def publish_bytes(store: BackupStore, data: bytes, prefix: str = "gbot", when=WHEN) -> dict:
+    with store.pending("sql") as pending:
+        pending.stream().write(data)
+        return store.publish(pending, prefix, {"format": "sql", "target": "default"}, created_at=when)
+
+
+def test_name_manifest_mode_and_checksum(backup_dir):
+    store = BackupStore(backup_dir)
+    record = publish_bytes(store, b"SELECT 1;\n")
+    assert record["backup_filename"] == "gbot_db_backup_20250101_120000.sql"
+    path = backup_dir / record["backup_filename"]
+    manifest = backup_dir / (record["backup_filename"] + ".meta.json")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(manifest.stat().st_mode) == 0o600
+    assert record["sha256"] == hashlib.sha256(b"SELECT 1;\n").hexdigest()
+    assert json.loads(manifest.read_text())["size_bytes"] == 10
+    assert sorted(p.name for p in backup_dir.iterdir()) == [path.name, manifest.name]
+
+
+def test_a_clash_gets_a_suffix_and_never_overwrites(backup_dir):
+    store = BackupStore(backup_dir)
+    first = publish_bytes(store, b"first")
+    second = publish_bytes(store, b"second")
+    third = publish_bytes(store, b"third")
+    assert [first["backup_filename"], second["backup_filename"], third["backup_filename"]] == [
+        "gbot_db_backup_20250101_120000.sql", "gbot_db_backup_20250101_120000_2.sql",
+        "gbot_db_backup_20250101_120000_3.sql"]
+    assert (backup_dir / first["backup_filename"]).read_bytes() == b"first"
+
+
+def test_a_foreign_file_with_the_name_is_not_overwritten(backup_dir):
+    (backup_dir / "gbot_db_backup_20250101_120000.sql").write_bytes(b"precious")
+    record = publish_bytes(BackupStore(backup_dir), b"new")
+    assert record["backup_filename"].endswith("_2.sql")
+    assert (backup_dir / "gbot_db_backup_20250101_120000.sql").read_bytes() == b"precious"
+
+
+def test_a_failed_write_leaves_nothing(backup_dir):
+    store = BackupStore(backup_dir)
+    with pytest.raises(RuntimeError), store.pending("sql") as pending:
+        pending.stream().write(b"half a dump")
+        raise RuntimeError("dump broke")
+    assert list(backup_dir.iterdir()) == []
+
+
+def test_a_file_without_manifest_is_not_a_backup(backup_dir):
+    (backup_dir / "x_db_backup_20250101_120000.sql").write_text("SELECT 1;")
+    store = BackupStore(backup_dir)
+    assert store.list() == []
+    with pytest.raises(errors.ArtifactError, match="no manifest"):
+        store.verified("x_db_backup_20250101_120000.sql")
+
+
+def test_an_altered_file_fails_its_checksum(backup_dir):
+    store = BackupStore(backup_dir)
+    record = publish_bytes(store, b"SELECT 1;\n")
+    (backup_dir / record["backup_filename"]).write_bytes(b"SELECT 2;\n")
+    with pytest.raises(errors.ArtifactError, match="checksum"):
+        store.verified(record["backup_filename"])
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a\x00b.sql", "..", ".", "", "a/b.sql",
+                                  "x" * 300, "name with space.sql", 42, None])
+def test_unsafe_names_are_refused(backup_dir, name):
+    with pytest.raises(errors.InvalidRequest):
+        BackupStore(backup_dir).locate(name)
+
+
+def test_a_symlink_to_outside_is_refused(backup_dir, tmp_path):
+    outside = tmp_path / "outside.sql"
+    outside.write_text("SELECT 1;")
+    (backup_dir / "link_db_backup_20250101_120000.sql").symlink_to(outside)
+    with pytest.raises(errors.InvalidRequest, match="symbolic link"):
+        BackupStore(backup_dir).locate("link_db_backup_20250101_120000.sql")
+
+
+def test_list_is_newest_first_and_filters_by_target(backup_dir):
+    store = BackupStore(backup_dir)
+    publish_bytes(store, b"a", prefix="one", when=WHEN)
+    publish_bytes(store, b"b", prefix="two", when=WHEN.replace(hour=13))
+    names = [r["backup_filename"] for r in store.list()]
+    assert names == ["two_db_backup_20250101_130000.sql", "one_db_backup_20250101_120000.sql"]
+    assert store.list("nobody") == []
+
+
+def test_temp_files_of_dead_processes_are_swept(backup_dir):
+    store = BackupStore(backup_dir)
+    # A child process starts a pending artifact and dies without cleaning up (kill -9 in effect).
+    code = ("import os, sys; from pathlib import Path; from backup_engine.artifacts import BackupStore;"
+            f"ctx = BackupStore(Path({str(backup_dir)!r})).pending('sql'); p = ctx.__enter__();"
+            "p.stream().write(b'x'); os._exit(0)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())
+    leftovers = [p.name for p in backup_dir.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".partial.")
+    with store.pending("sql"):  # our own live temp file must survive the sweep
+        assert store.sweep_temp_files() == leftovers
+        assert len(list(backup_dir.iterdir())) == 1
+    assert list(backup_dir.iterdir()) == []
+
+
+def test_prefix_must_be_safe():
+    with pytest.raises(errors.InvalidRequest):
+        check_safe_name("../x", "file prefix")
