@@ -8,14 +8,14 @@ import os
 import stat
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from backup_engine import errors
 from backup_engine.artifacts import BackupStore, check_safe_name
 
-WHEN = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+WHEN = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def publish_bytes(store: BackupStore, data: bytes, prefix: str = "gbot", when=WHEN) -> dict:
