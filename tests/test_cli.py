@@ -32,8 +32,8 @@ def cli(pg_server, make_pg_database, tmp_path):
     transcript: list[str] = []
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "worker", *args], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-m", "worker", *args], cwd=tmp_path,
+                              env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
         transcript.extend([done.stdout, done.stderr])
         return done
 
