@@ -34,6 +34,8 @@ TARGET_MISSING = "Target database does not exist"
 WRITE_FAILED = "Could not write the backup file"
 NOT_IMPLEMENTED_FORMAT = "Backup format not available yet"
 CONFIG_INVALID = "Invalid configuration"
+TARGET_BUSY = "Target busy"
+LOCK_UNAVAILABLE = "Could not take the target lock"
 
 
 class BackupError(Exception):
@@ -75,3 +77,7 @@ class TargetUnavailable(BackupError):
     """The database server cannot be reached: worth retrying later."""
 
     transient = True
+
+
+class TargetBusy(BackupError):
+    """Another backup or restore of the same target holds its lock."""

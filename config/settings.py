@@ -11,7 +11,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -25,6 +25,16 @@ VAR_DIR = Path("var")
 DEMO_DATABASE = VAR_DIR / "demo.sqlite3"
 DEFAULT_SCHEDULE = "0 2 * * *"
 SCHEDULE_FORMATS = ("sql", "json", "csv", "sqlite")
+DEFAULT_LOCK_WAIT_S = 600.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of transient failures: exponential backoff with full jitter, capped."""
+
+    max_retries: int = 5
+    backoff_s: int = 2
+    backoff_max_s: int = 120
 
 
 @dataclass(frozen=True)
@@ -38,8 +48,9 @@ class Settings:
     schedule: str
     schedule_formats: tuple[str, ...]
     tools: ClientTools
+    lock_wait_s: float = DEFAULT_LOCK_WAIT_S
+    retry: RetryPolicy = RetryPolicy()
     demo: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
     def target(self, name: object) -> Target:
         if not isinstance(name, str) or name not in self.targets:
@@ -86,6 +97,12 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
         schedule=_crontab(env.get("BACKUP_SCHEDULE") or DEFAULT_SCHEDULE),
         schedule_formats=_formats(env.get("BACKUP_SCHEDULE_FORMATS") or "sql"),
         tools=ClientTools(pg_dump=_tool(env, "PG_DUMP_BIN", "pg_dump"), psql=_tool(env, "PSQL_BIN", "psql")),
+        lock_wait_s=_seconds(env, "BACKUP_LOCK_WAIT_S", DEFAULT_LOCK_WAIT_S),
+        retry=RetryPolicy(
+            max_retries=int(_seconds(env, "BACKUP_TASK_MAX_RETRIES", RetryPolicy.max_retries)),
+            backoff_s=max(1, int(_seconds(env, "BACKUP_RETRY_BACKOFF_S", RetryPolicy.backoff_s))),
+            backoff_max_s=max(1, int(_seconds(env, "BACKUP_RETRY_BACKOFF_MAX_S", RetryPolicy.backoff_max_s))),
+        ),
         demo=demo,
     )
 
@@ -156,6 +173,19 @@ def _formats(raw: str) -> tuple[str, ...]:
         raise errors.ConfigError(errors.CONFIG_INVALID,
                                  f"BACKUP_SCHEDULE_FORMATS={raw!r}: use a comma list of {', '.join(SCHEDULE_FORMATS)}")
     return formats
+
+
+def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
+    raw = env.get(variable)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={raw!r}: a number >= 0")
+    return value
 
 
 def _tool(env: Mapping[str, str], variable: str, name: str) -> str | None:

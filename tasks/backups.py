@@ -1,26 +1,22 @@
 """Thin Celery tasks over `tasks.operations`: retries, progress, stable names.
 
-Transient failures (a server that is down) retry with exponential backoff and jitter;
-everything else fails at once, and its message is what the result backend and Flower show.
+Transient failures (a server or the lock store unreachable) retry through Celery's own
+`retry` with exponential backoff and full jitter, as configured; everything else fails at
+once, and its message is what the result backend and Flower show.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from celery import Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 
-from backup_engine.errors import TargetUnavailable
+from backup_engine.errors import BackupError
 from config.settings import Settings, load_settings
 from tasks import operations
-
-RETRY_POLICY: dict[str, Any] = {
-    "autoretry_for": (TargetUnavailable,),
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 5,
-}
 
 _settings: Settings | None = None
 
@@ -33,7 +29,7 @@ def settings() -> Settings:
     return _settings
 
 
-def reporter(task: Task):
+def reporter(task: Task) -> Callable[..., None]:
     """A progress sink that shows the running phase and counters in Flower (state PROGRESS)."""
 
     def report(**meta: Any) -> None:
@@ -43,14 +39,34 @@ def reporter(task: Task):
     return report
 
 
-@shared_task(name="backups.create", bind=True, **RETRY_POLICY)
+def retrying(body: Callable[..., Any]) -> Callable[..., Any]:
+    """Run the task body; on a transient engine error, retry it later with backoff."""
+
+    @wraps(body)
+    def run(self: Task, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return body(self, *args, **kwargs)
+        except BackupError as exc:
+            if not exc.transient:
+                raise
+            policy = settings().retry
+            countdown = get_exponential_backoff_interval(policy.backoff_s, self.request.retries,
+                                                         policy.backoff_max_s, full_jitter=True)
+            raise self.retry(exc=exc, countdown=max(countdown, 1), max_retries=policy.max_retries) from exc
+
+    return run
+
+
+@shared_task(name="backups.create", bind=True)
+@retrying
 def create(self: Task, target: str = "default", format: str = "sql", include_data: str = "full",
            method: str = "auto") -> dict[str, Any]:
     return operations.create(settings(), target=target, format=format, include_data=include_data, method=method,
                              progress=reporter(self))
 
 
-@shared_task(name="backups.restore", bind=True, **RETRY_POLICY)
+@shared_task(name="backups.restore", bind=True)
+@retrying
 def restore(self: Task, backup_filename: str, target: str = "default") -> dict[str, Any]:
     return operations.restore(settings(), backup_filename=backup_filename, target=target, progress=reporter(self))
 

@@ -14,6 +14,7 @@ from backup_engine.backup import create_backup
 from backup_engine.dumpinfo import Progress, no_progress
 from backup_engine.restore import restore_backup
 from config.settings import Settings
+from tasks.locks import target_lock
 
 
 def store_for(settings: Settings) -> BackupStore:
@@ -23,14 +24,16 @@ def store_for(settings: Settings) -> BackupStore:
 def create(settings: Settings, *, target: str = "default", format: str = "sql", include_data: str = "full",
            method: str = "auto", progress: Progress = no_progress) -> dict[str, Any]:
     chosen = settings.target(target)
-    return create_backup(chosen, store_for(settings), format=format, include_data=include_data, method=method,
-                         tools=settings.tools, prefix=settings.file_prefix, progress=progress)
+    with target_lock(settings, chosen.name):
+        return create_backup(chosen, store_for(settings), format=format, include_data=include_data, method=method,
+                             tools=settings.tools, prefix=settings.file_prefix, progress=progress)
 
 
 def restore(settings: Settings, *, backup_filename: str, target: str = "default",
             progress: Progress = no_progress) -> dict[str, Any]:
     chosen = settings.target(target)
-    return restore_backup(chosen, store_for(settings), backup_filename, tools=settings.tools, progress=progress)
+    with target_lock(settings, chosen.name):
+        return restore_backup(chosen, store_for(settings), backup_filename, tools=settings.tools, progress=progress)
 
 
 def list_backups(settings: Settings, *, target: str | None = None) -> list[dict[str, Any]]:
