@@ -8,6 +8,7 @@ The superuser has a password (TCP with scram), so that tests can prove it never 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -64,8 +65,8 @@ class ThrowawayPostgres:
         self._owner = "postgres" if os.geteuid() == 0 else None
 
     def _run(self, *args: str) -> None:
-        subprocess.run(args, check=True, capture_output=True, preexec_fn=_demote_to(self._owner) if self._owner else None,
-                       cwd=self.base)
+        demote = _demote_to(self._owner) if self._owner else None
+        subprocess.run(args, check=True, capture_output=True, preexec_fn=demote, cwd=self.base)
 
     def init(self) -> ThrowawayPostgres:
         self.socket_dir.mkdir()
@@ -81,8 +82,10 @@ class ThrowawayPostgres:
         return self
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.datadir), "-l", str(self.base / "log"), "-o", options, "-w", "start")
+        options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
+                   " -c fsync=off -c full_page_writes=off")
+        log = str(self.base / "log")
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.datadir), "-l", log, "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop")
@@ -92,10 +95,8 @@ class ThrowawayPostgres:
         self.start()
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.base, ignore_errors=True)
 
     # --- clients -------------------------------------------------------------------------
