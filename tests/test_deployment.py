@@ -48,7 +48,8 @@ def service_process(service: dict, variables: dict[str, str], rewrite: dict[str,
     for old, new in rewrite.items():
         argv = [part.replace(old, new) for part in argv]
     assert argv[0] == "python"
-    return ManagedProcess([sys.executable, *argv[1:]], clean_environment(**environment), cwd, cwd / f"{name}.log").start()
+    log = cwd / f"{name}.log"
+    return ManagedProcess([sys.executable, *argv[1:]], clean_environment(**environment), cwd, log).start()
 
 
 def http(method: str, url: str, body: dict | None = None, auth: bool = True) -> tuple[int, object]:
