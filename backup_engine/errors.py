@@ -35,6 +35,7 @@ WRITE_FAILED = "Could not write the backup file"
 NOT_IMPLEMENTED_FORMAT = "Backup format not available yet"
 CONFIG_INVALID = "Invalid configuration"
 TARGET_BUSY = "Target busy"
+VERIFY_FAILED = "Backup verification failed"
 LOCK_UNAVAILABLE = "Could not take the target lock"
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import psycopg2
 from sqlalchemy.engine import URL
@@ -72,9 +73,10 @@ def classify_failure(message: str, *, default: type[errors.BackupError], default
 def scrub(message: str, target: Target) -> str:
     """Tool output with the password blanked out, should a tool ever echo it."""
     text = message.strip()
-    password = target.url.password
+    password = str(target.url.password or "")
     if password:
-        text = text.replace(str(password), "***")
+        for form in {password, _pgpass_escape(password), quote(password, safe=""), quote_plus(password)}:
+            text = text.replace(form, "***")
     return text[-4000:]
 
 

@@ -7,8 +7,13 @@ checksum and per-table row counts cost no second read); psql gets the dump file 
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg2 import sql
@@ -20,8 +25,12 @@ from backup_engine.targets import Target
 
 READ_SIZE = 1 << 20
 END_MARKER = b"-- PostgreSQL database dump complete"
+MARKER_TAIL_BYTES = 4096
 INCLUDE_DATA_FLAGS = {"full": [], "schema": ["--schema-only"], "data": ["--data-only"]}
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+# An identifier as pg_dump prints it: bare, or double-quoted with "" for a quote inside.
+IDENTIFIER = rb'(?:"(?:[^"]|"")*"|[^\s."(]+)'
+QUALIFIED_NAME = IDENTIFIER + rb"(?:\." + IDENTIFIER + rb")?"
 
 
 class PlainDumpScanner:
@@ -32,7 +41,9 @@ class PlainDumpScanner:
     exactly `\\.`, since COPY escapes backslashes).
     """
 
-    _statement = re.compile(rb"^(?:CREATE TABLE (\S+)|COPY (\S+) .*FROM stdin;)$", re.M)
+    _statement = re.compile(
+        rb"^(?:CREATE (?:UNLOGGED )?TABLE (" + QUALIFIED_NAME + rb") \($|COPY (" + QUALIFIED_NAME
+        + rb") (?:\(.*\) )?FROM stdin;$)", re.M)
 
     def __init__(self) -> None:
         self.table_rows: dict[str, int] = {}
@@ -75,11 +86,25 @@ class PlainDumpScanner:
                 self.table_rows.setdefault(self._copy_table, 0)
             pos = match.end() + 1
 
+    @property
+    def inside_copy(self) -> bool:
+        """True when the text so far ends in the middle of a COPY block (a cut-off file)."""
+        return self._copy_table is not None
+
     def check_complete(self) -> None:
         if self.size == 0:
             raise errors.DumpError(errors.EMPTY_DUMP)
         if END_MARKER not in self.tail:
             raise errors.DumpError(errors.INCOMPLETE_DUMP)
+
+
+def require_end_marker(sql_path: Path) -> None:
+    """Refuse a file that does not end as a complete dump: psql would take a file cut inside
+    COPY data as the end of that data and commit a partial restore."""
+    with sql_path.open("rb") as handle:
+        handle.seek(max(0, sql_path.stat().st_size - MARKER_TAIL_BYTES))
+        if END_MARKER not in handle.read():
+            raise errors.RestoreError(errors.RESTORE_FAILED, f"{sql_path.name}: {errors.INCOMPLETE_DUMP}")
 
 
 def server_version(target: Target) -> str:
@@ -122,35 +147,65 @@ def dump_sql(target: Target, out: ByteSink, include_data: str, tools: ClientTool
     return DumpResult(method="pg_dump", server_version=version, table_rows=scanner.table_rows)
 
 
-def _reset_statements(target: Target, include_data: str, table_names: list[str]) -> str:
-    """SQL run first, in the restore's own transaction, so the target ends up holding exactly
-    the backup: a schema-bearing restore replaces every user schema; a data-only restore
-    empties the tables it is about to fill."""
+@dataclass
+class RestoreScripts:
+    """SQL run in the restore's own transaction around the dump file."""
+
+    before: str
+    after: str = ""
+
+
+ENABLED_USER_TRIGGERS = """
+    SELECT n.nspname, c.relname, t.tgname
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> 'D'
+       AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'
+     ORDER BY 1, 2, 3"""
+USER_SCHEMAS = "SELECT nspname FROM pg_namespace WHERE nspname NOT IN %s AND nspname NOT LIKE 'pg\\_%%' ORDER BY 1"
+
+
+def _restore_scripts(target: Target, include_data: str, table_names: list[str]) -> RestoreScripts:
+    """So that the target ends up holding exactly the backup: a schema-bearing restore replaces
+    every user schema; a data-only restore empties the tables it fills, with the user triggers
+    off while it loads (they fired when the rows were first written) and on again after."""
     with connect(target) as conn, conn.cursor() as cur:
         if include_data == "data":
-            if not table_names:
-                return ""
-            return "TRUNCATE TABLE " + ", ".join(table_names) + ";\n"
-        cur.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname NOT IN %s AND nspname NOT LIKE 'pg\\_%%' ORDER BY 1",
-            (SYSTEM_SCHEMAS,),
-        )
+            cur.execute(ENABLED_USER_TRIGGERS, (SYSTEM_SCHEMAS,))
+            toggles = [(sql.Identifier(schema, table), sql.Identifier(trigger))
+                       for schema, table, trigger in cur.fetchall()]
+            before = [sql.SQL("ALTER TABLE {} DISABLE TRIGGER {};").format(*pair).as_string(conn) for pair in toggles]
+            after = [sql.SQL("ALTER TABLE {} ENABLE TRIGGER {};").format(*pair).as_string(conn) for pair in toggles]
+            if table_names:
+                before.append("TRUNCATE TABLE " + ", ".join(table_names) + ";")
+            return RestoreScripts(before="\n".join(before) + "\n", after="\n".join(after) + "\n")
+        cur.execute(USER_SCHEMAS, (SYSTEM_SCHEMAS,))
         statements = [sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE;").format(sql.Identifier(name)).as_string(conn)
                       for (name,) in cur.fetchall()]
     statements.append("CREATE SCHEMA IF NOT EXISTS public;")
-    return "\n".join(statements) + "\n"
+    return RestoreScripts(before="\n".join(statements) + "\n")
 
 
 def restore_sql(target: Target, sql_path: Path, include_data: str, table_names: list[str],
-                tools: ClientTools) -> None:
-    """Run the dump with psql in a single transaction, after the reset statements; all or nothing."""
+                tools: ClientTools, *, restricted: bool = False) -> None:
+    """Run the dump with psql in a single transaction, after the reset statements; all or nothing.
+
+    `restricted` is for SQL that did not come from our own dump: psql's `\\restrict` with a key
+    the file cannot know refuses every backslash command in it (`\\!`, `\\c`, `\\o`, ...).
+    """
     psql = require_tool(tools.psql, "psql")
-    reset = _reset_statements(target, include_data, table_names)
+    if not restricted:
+        require_end_marker(sql_path)
+    around = _restore_scripts(target, include_data, table_names)
     with client_environment(target) as env, tempfile.TemporaryFile() as stderr:
-        reset_path = Path(env["HOME"]) / "reset.sql"
-        reset_path.write_text(reset, encoding="utf-8")
-        argv = [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                "-f", str(reset_path), "-f", str(sql_path)]
+        files = [_script(env, "before.sql", around.before)]
+        if restricted:
+            files.append(_script(env, "restrict.sql", f"\\restrict {secrets.token_hex(16)}\n"))
+        files.append(sql_path)
+        if around.after:
+            files.append(_script(env, "after.sql", around.after))
+        argv = [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
+        for script in files:
+            argv += ["-f", str(script)]
         returncode = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                                     env=env, check=False).returncode
         if returncode != 0:
@@ -158,3 +213,39 @@ def restore_sql(target: Target, sql_path: Path, include_data: str, table_names: 
             message = stderr.read().decode("utf-8", "replace") or f"psql exited with {returncode}"
             raise classify_failure(message, default=errors.RestoreError,
                                    default_message=errors.RESTORE_FAILED, target=target)
+
+
+def _script(env: dict[str, str], name: str, text: str) -> Path:
+    """A small SQL file in the run's private folder (removed with it)."""
+    path = Path(env["HOME"]) / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def count_rows(target: Target, table_names: list[str]) -> dict[str, int]:
+    """Exact row counts of the named tables (`ONLY`: a partitioned parent counts its own rows,
+    as pg_dump's COPY blocks do)."""
+    counts: dict[str, int] = {}
+    with connect(target) as conn, conn.cursor() as cur:
+        for name in table_names:
+            cur.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.SQL(name)))
+            counts[name] = cur.fetchone()[0]
+    return counts
+
+
+@contextmanager
+def scratch_database(target: Target) -> Iterator[Target]:
+    """A new empty database on the target's server for a restore drill, dropped afterwards."""
+    name = f"bw_drill_{uuid.uuid4().hex[:12]}"
+    _admin(target, sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        yield Target(name=f"{target.name}:drill", url=target.url.set(database=name))
+    finally:
+        _admin(target, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _admin(target: Target, statement: sql.Composable) -> None:
+    with connect(target) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)

@@ -72,7 +72,8 @@ def _target_exists(target: Target) -> bool:
 def _apply(target: Target, path: Path, manifest: dict[str, Any], tools: ClientTools) -> None:
     include_data = manifest.get("include_data", "full")
     if target.dialect == "postgresql":
-        native("postgresql").restore_sql(target, path, include_data, list(manifest.get("table_rows", {})), tools)
+        native("postgresql").restore_sql(target, path, include_data, list(manifest.get("table_rows", {})), tools,
+                                         restricted=manifest.get("origin") == "upload")
     elif manifest["format"] == "sqlite":
         native("sqlite").restore_snapshot(target, path)
     else:

@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 from backup_engine import errors
 from backup_engine.artifacts import SAFE_NAME, check_safe_name
 from backup_engine.dumpinfo import ClientTools
+from backup_engine.retention import RetentionPolicy
 from backup_engine.targets import Target, mask_url
 
 VAR_DIR = Path("var")
@@ -26,6 +27,8 @@ DEMO_DATABASE = VAR_DIR / "demo.sqlite3"
 DEFAULT_SCHEDULE = "0 2 * * *"
 SCHEDULE_FORMATS = ("sql", "json", "csv", "sqlite")
 DEFAULT_LOCK_WAIT_S = 600.0
+DEFAULT_PRUNE_SCHEDULE = "30 3 * * *"
+DEFAULT_VERIFY_SCHEDULE = "0 4 * * *"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class Settings:
     tools: ClientTools
     lock_wait_s: float = DEFAULT_LOCK_WAIT_S
     retry: RetryPolicy = RetryPolicy()
+    retention: RetentionPolicy = RetentionPolicy()
+    prune_schedule: str = DEFAULT_PRUNE_SCHEDULE
+    verify_schedule: str | None = DEFAULT_VERIFY_SCHEDULE
     demo: bool = False
 
     def target(self, name: object) -> Target:
@@ -95,13 +101,21 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
         result_backend=env.get("CELERY_RESULT_BACKEND")
         or f"db+sqlite:///{(VAR_DIR / 'celery-results.sqlite3').resolve()}",
         schedule=_crontab(env.get("BACKUP_SCHEDULE") or DEFAULT_SCHEDULE),
+        prune_schedule=_crontab(env.get("BACKUP_PRUNE_SCHEDULE") or DEFAULT_PRUNE_SCHEDULE, "BACKUP_PRUNE_SCHEDULE"),
+        verify_schedule=_optional_crontab(env.get("BACKUP_VERIFY_SCHEDULE", DEFAULT_VERIFY_SCHEDULE)),
+        retention=RetentionPolicy(
+            keep_last=max(1, _count(env, "BACKUP_KEEP_LAST", RetentionPolicy.keep_last)),
+            keep_daily=_count(env, "BACKUP_KEEP_DAILY", RetentionPolicy.keep_daily),
+            keep_weekly=_count(env, "BACKUP_KEEP_WEEKLY", RetentionPolicy.keep_weekly),
+            keep_monthly=_count(env, "BACKUP_KEEP_MONTHLY", RetentionPolicy.keep_monthly),
+        ),
         schedule_formats=_formats(env.get("BACKUP_SCHEDULE_FORMATS") or "sql"),
         tools=ClientTools(pg_dump=_tool(env, "PG_DUMP_BIN", "pg_dump"), psql=_tool(env, "PSQL_BIN", "psql")),
         lock_wait_s=_seconds(env, "BACKUP_LOCK_WAIT_S", DEFAULT_LOCK_WAIT_S),
         retry=RetryPolicy(
-            max_retries=int(_seconds(env, "BACKUP_TASK_MAX_RETRIES", RetryPolicy.max_retries)),
-            backoff_s=max(1, int(_seconds(env, "BACKUP_RETRY_BACKOFF_S", RetryPolicy.backoff_s))),
-            backoff_max_s=max(1, int(_seconds(env, "BACKUP_RETRY_BACKOFF_MAX_S", RetryPolicy.backoff_max_s))),
+            max_retries=_count(env, "BACKUP_TASK_MAX_RETRIES", RetryPolicy.max_retries),
+            backoff_s=max(1, _count(env, "BACKUP_RETRY_BACKOFF_S", RetryPolicy.backoff_s)),
+            backoff_max_s=max(1, _count(env, "BACKUP_RETRY_BACKOFF_MAX_S", RetryPolicy.backoff_max_s)),
         ),
         demo=demo,
     )
@@ -152,17 +166,23 @@ def _writable_dir(env: Mapping[str, str], variable: str, default: Path) -> Path:
     return folder.resolve()
 
 
-def _crontab(expression: str) -> str:
+def _optional_crontab(expression: str) -> str | None:
+    """BACKUP_VERIFY_SCHEDULE: a crontab, or empty / `off` for no periodic drill."""
+    if expression.strip().lower() in ("", "off", "none"):
+        return None
+    return _crontab(expression, "BACKUP_VERIFY_SCHEDULE")
+
+
+def _crontab(expression: str, variable: str = "BACKUP_SCHEDULE") -> str:
     fields = expression.split()
     if len(fields) != 5:
-        raise errors.ConfigError(errors.CONFIG_INVALID,
-                                 f"BACKUP_SCHEDULE={expression!r}: needs 5 crontab fields")
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={expression!r}: needs 5 crontab fields")
     from celery.schedules import crontab  # validation only: the engine itself never imports Celery
 
     try:
         crontab(*fields[:2], day_of_month=fields[2], month_of_year=fields[3], day_of_week=fields[4])
     except (ValueError, TypeError) as exc:
-        raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_SCHEDULE={expression!r}: {exc}") from exc
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={expression!r}: {exc}") from exc
     return expression
 
 
@@ -186,6 +206,15 @@ def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
     if value < 0:
         raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={raw!r}: a number >= 0")
     return value
+
+
+def _count(env: Mapping[str, str], variable: str, default: int) -> int:
+    raw = env.get(variable)
+    if not raw:
+        return default
+    if not raw.strip().isdigit():
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={raw!r}: a whole number >= 0")
+    return int(raw)
 
 
 def _tool(env: Mapping[str, str], variable: str, name: str) -> str | None:

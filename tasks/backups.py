@@ -71,6 +71,29 @@ def restore(self: Task, backup_filename: str, target: str = "default") -> dict[s
     return operations.restore(settings(), backup_filename=backup_filename, target=target, progress=reporter(self))
 
 
+@shared_task(name="backups.restore_upload", bind=True)
+@retrying
+def restore_upload(self: Task, path: str, target: str = "default") -> dict[str, Any]:
+    return operations.restore_upload(settings(), path=path, target=target, progress=reporter(self))
+
+
+@shared_task(name="backups.verify", bind=True)
+@retrying
+def verify(self: Task, backup_filename: str) -> dict[str, Any]:
+    return operations.verify(settings(), backup_filename=backup_filename)
+
+
+@shared_task(name="backups.verify_latest", bind=True)
+@retrying
+def verify_latest(self: Task, target: str | None = None) -> list[dict[str, Any]]:
+    return operations.verify_latest(settings(), target=target)
+
+
+@shared_task(name="backups.prune")
+def prune(target: str | None = None) -> dict[str, Any]:
+    return operations.prune(settings(), target=target)
+
+
 @shared_task(name="backups.list")
 def list_backups(target: str | None = None) -> list[dict[str, Any]]:
     return operations.list_backups(settings(), target=target)

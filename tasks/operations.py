@@ -2,7 +2,8 @@
 
 Both the Celery tasks and the CLI's `--local` mode call these, so a task and a local run do
 exactly the same work. No Celery and no SQL here: arguments are checked, the named target
-is looked up in the settings (a caller never passes a URL), and the engine does the rest.
+is looked up in the settings (a caller never passes a URL), the target's lock is held while
+it is read or written, and the engine does the rest.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import Any
 from backup_engine.artifacts import BackupStore
 from backup_engine.backup import create_backup
 from backup_engine.dumpinfo import Progress, no_progress
+from backup_engine.imports import import_upload
 from backup_engine.restore import restore_backup
+from backup_engine.retention import prune as prune_store
+from backup_engine.verify import verify_backup
 from config.settings import Settings
 from tasks.locks import target_lock
 
@@ -36,7 +40,40 @@ def restore(settings: Settings, *, backup_filename: str, target: str = "default"
         return restore_backup(chosen, store_for(settings), backup_filename, tools=settings.tools, progress=progress)
 
 
+def restore_upload(settings: Settings, *, path: str, target: str = "default",
+                   progress: Progress = no_progress) -> dict[str, Any]:
+    """Import the upload as a backup of its own (kept, with a manifest), then restore that."""
+    chosen = settings.target(target)
+    progress(phase="import", path=path)
+    imported = import_upload(store_for(settings), settings.upload_dir, path, chosen, prefix=settings.file_prefix)
+    result = restore(settings, backup_filename=imported["backup_filename"], target=target, progress=progress)
+    return {**result, "imported_file": imported["backup_filename"], "uploaded_path": imported["imported_from"]}
+
+
+def verify(settings: Settings, *, backup_filename: str) -> dict[str, Any]:
+    return verify_backup(store_for(settings), backup_filename, settings.targets, tools=settings.tools)
+
+
+def verify_latest(settings: Settings, *, target: str | None = None) -> list[dict[str, Any]]:
+    """The restore drill of each target's newest backup (what beat runs)."""
+    names = [target] if target is not None else sorted(settings.targets)
+    results = []
+    for name in names:
+        settings.target(name)
+        newest = store_for(settings).list(name)
+        if newest:
+            results.append(verify(settings, backup_filename=newest[0]["backup_filename"]))
+    return results
+
+
+def prune(settings: Settings, *, target: str | None = None) -> dict[str, Any]:
+    if target is not None:
+        settings.target(target)
+    return prune_store(store_for(settings), settings.retention, target)
+
+
 def list_backups(settings: Settings, *, target: str | None = None) -> list[dict[str, Any]]:
     if target is not None:
         settings.target(target)
     return store_for(settings).list(target)
+

@@ -1,8 +1,9 @@
 """`python -m worker COMMAND`: the task contract from a shell.
 
 With `--local` the work runs in this process through the same operations the tasks call;
-otherwise the task is enqueued by name and awaited (`--no-wait` prints its id). The result
-is JSON on stdout; a failure exits non-zero with its reason on stderr.
+otherwise the task is enqueued by name and awaited (`--no-wait` prints its id), showing its
+progress on a terminal. The result is JSON on stdout; a failure exits non-zero with its
+reason on stderr.
 """
 
 from __future__ import annotations
@@ -10,77 +11,103 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from backup_engine.dumpinfo import INCLUDE_DATA_MODES, METHODS
 from backup_engine.errors import BackupError
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Command:
+    """One CLI command: its task, the operation `--local` calls, and its arguments."""
+
+    task: str
+    operation: str
+    positional: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+
+COMMANDS = {
+    "backup": Command("backups.create", "create", options=("target", "format", "include_data", "method")),
+    "restore": Command("backups.restore", "restore", positional=("backup_filename",), options=("target",)),
+    "restore-upload": Command("backups.restore_upload", "restore_upload", positional=("path",), options=("target",)),
+    "verify": Command("backups.verify", "verify", positional=("backup_filename",)),
+    "list": Command("backups.list", "list_backups", options=("target",)),
+    "prune": Command("backups.prune", "prune", options=("target",)),
+}
+OPTION_DEFAULTS = {"format": "sql", "include_data": "full", "method": "auto"}
+OPTION_CHOICES = {"include_data": INCLUDE_DATA_MODES, "method": METHODS}
+TARGET_DEFAULT = {"backup": "default", "restore": "default", "restore-upload": "default"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-
     commands.add_parser("run", help="start the worker with its beat (embedded SQLite broker when none is set)")
-
-    backup = commands.add_parser("backup", help="create a backup (backups.create)")
-    backup.add_argument("--target", default="default")
-    backup.add_argument("--format", default="sql")
-    backup.add_argument("--include-data", default="full", choices=INCLUDE_DATA_MODES)
-    backup.add_argument("--method", default="auto", choices=METHODS)
-
-    restore = commands.add_parser("restore", help="restore a backup (backups.restore)")
-    restore.add_argument("backup_filename")
-    restore.add_argument("--target", default="default")
-
-    listing = commands.add_parser("list", help="list backups, newest first (backups.list)")
-    listing.add_argument("--target", default=None)
-
-    for sub in (backup, restore, listing):
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=f"task {command.task}")
+        for positional in command.positional:
+            sub.add_argument(positional)
+        for option in command.options:
+            default = TARGET_DEFAULT.get(name) if option == "target" else OPTION_DEFAULTS.get(option)
+            sub.add_argument(f"--{option.replace('_', '-')}", dest=option, default=default,
+                             choices=OPTION_CHOICES.get(option))
         sub.add_argument("--local", action="store_true", help="run in this process, without a broker")
         sub.add_argument("--no-wait", action="store_true", help="enqueue, print the task id and return")
         sub.add_argument("--timeout", type=float, default=None, help="seconds to wait for the result")
     return parser
 
 
-TASK_NAMES = {"backup": "backups.create", "restore": "backups.restore", "list": "backups.list"}
-
-
 def task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    if args.command == "backup":
-        return {"target": args.target, "format": args.format, "include_data": args.include_data,
-                "method": args.method}
-    if args.command == "restore":
-        return {"backup_filename": args.backup_filename, "target": args.target}
-    return {"target": args.target}
+    command = COMMANDS[args.command]
+    return {name: getattr(args, name) for name in (*command.positional, *command.options)}
 
 
-def run_local(command: str, kwargs: dict[str, Any]) -> Any:
+def run_local(command: Command, kwargs: dict[str, Any]) -> Any:
     from config.settings import load_settings
     from tasks import operations
 
-    settings = load_settings()
-    local = {"backup": operations.create, "restore": operations.restore, "list": operations.list_backups}
-    return local[command](settings, **kwargs)
-
-
-def run_remote(command: str, kwargs: dict[str, Any], wait: bool, timeout: float | None) -> Any:
-    from worker.app import app
-
-    result = app.send_task(TASK_NAMES[command], kwargs=kwargs)
-    if not wait:
-        return {"task_id": result.id}
-    value = result.get(timeout=timeout, propagate=False)
-    if result.failed():
-        raise RemoteTaskFailed(str(value))
-    return value
+    return getattr(operations, command.operation)(load_settings(), **kwargs)
 
 
 class RemoteTaskFailed(Exception):
     """The task ran on a worker and failed; its reason comes from the result backend."""
+
+
+def run_remote(command: Command, kwargs: dict[str, Any], wait: bool, timeout: float | None) -> Any:
+    from worker.app import app
+
+    result = app.send_task(command.task, kwargs=kwargs)
+    if not wait:
+        return {"task_id": result.id}
+    show_progress = sys.stderr.isatty()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not result.ready():
+        if deadline is not None and time.monotonic() > deadline:
+            raise RemoteTaskFailed(f"no result within {timeout:g}s (task {result.id} is still {result.state})")
+        if show_progress:
+            _show(result.state, result.info)
+        time.sleep(POLL_S)
+    if show_progress:
+        print(file=sys.stderr)
+    if result.failed():
+        raise RemoteTaskFailed(str(result.result))
+    return result.result
+
+
+def _show(state: str, info: Any) -> None:
+    """One progress line, rewritten in place: phase, tables, rows, bytes."""
+    details = ""
+    if isinstance(info, dict):
+        details = " ".join(f"{key}={value}" for key, value in info.items() if key in ("phase", "tables", "rows",
+                                                                                         "bytes"))
+    print(f"\r{state:<9} {details}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
 
 
 def run_worker() -> int:
@@ -101,11 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run_worker()
+        command = COMMANDS[args.command]
         kwargs = task_kwargs(args)
         if args.local:
-            result = run_local(args.command, kwargs)
+            result = run_local(command, kwargs)
         else:
-            result = run_remote(args.command, kwargs, wait=not args.no_wait, timeout=args.timeout)
+            result = run_remote(command, kwargs, wait=not args.no_wait, timeout=args.timeout)
     except (BackupError, RemoteTaskFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -1,0 +1,89 @@
+"""The retention sweep: keep the last N backups plus daily, weekly and monthly ones.
+
+Only backups whose file still matches its manifest count towards a slot, and they are
+checked lazily (only the ones a slot would keep), so a sweep does not re-read every old
+dump. A backup that fails its check is reported, never deleted: it is evidence. The newest
+good backup of each target and format is always kept, whatever the policy says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from backup_engine import errors
+from backup_engine.artifacts import BackupStore
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    keep_last: int = 7
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 12
+
+
+def _slot_keys(created_at: datetime) -> dict[str, str]:
+    year, week, _ = created_at.isocalendar()
+    return {"daily": created_at.strftime("%Y-%m-%d"), "weekly": f"{year}-W{week:02d}",
+            "monthly": created_at.strftime("%Y-%m")}
+
+
+def prune(store: BackupStore, policy: RetentionPolicy, target: str | None = None) -> dict[str, list[str]]:
+    """Delete what the policy does not keep; returns the names kept, deleted and found corrupt."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in store.list(target):  # newest first
+        groups.setdefault((record.get("target", ""), record.get("format", "")), []).append(record)
+    kept: list[str] = []
+    deleted: list[str] = []
+    corrupt: list[str] = []
+    for records in groups.values():
+        keep, drop, bad = _decide(store, records, policy)
+        kept += keep
+        corrupt += bad
+        for name in drop:
+            _delete(store, name)
+            deleted.append(name)
+    return {"kept": sorted(kept), "deleted": sorted(deleted), "corrupt": sorted(corrupt)}
+
+
+def _decide(store: BackupStore, records: list[dict[str, Any]],
+            policy: RetentionPolicy) -> tuple[list[str], list[str], list[str]]:
+    limits = {"daily": policy.keep_daily, "weekly": policy.keep_weekly, "monthly": policy.keep_monthly}
+    seen: dict[str, set[str]] = {slot: set() for slot in limits}
+    keep_last = max(policy.keep_last, 1)
+    kept: list[str] = []
+    dropped: list[str] = []
+    corrupt: list[str] = []
+    for record in records:
+        name = record["backup_filename"]
+        slots = _slot_keys(datetime.fromisoformat(record["created_at"]))
+        wanted = [slot for slot, key in slots.items() if key not in seen[slot] and len(seen[slot]) < limits[slot]]
+        good_kept = len(kept)
+        if good_kept >= keep_last and not wanted:
+            dropped.append(name)
+            continue
+        if not _is_good(store, name):
+            corrupt.append(name)
+            continue
+        kept.append(name)
+        for slot in wanted:
+            seen[slot].add(slots[slot])
+    return kept, dropped, corrupt
+
+
+def _is_good(store: BackupStore, name: str) -> bool:
+    try:
+        store.verified(name)
+    except errors.BackupError:
+        return False
+    return True
+
+
+def _delete(store: BackupStore, name: str) -> None:
+    """Manifest first: a backup half-deleted is then just an unlisted file, never a listed bad one."""
+    path: Path = store.locate(name)
+    store.manifest_path(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
