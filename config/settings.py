@@ -27,6 +27,7 @@ DEMO_DATABASE = VAR_DIR / "demo.sqlite3"
 DEFAULT_SCHEDULE = "0 2 * * *"
 SCHEDULE_FORMATS = ("sql", "json", "csv", "sqlite")
 DEFAULT_LOCK_WAIT_S = 600.0
+DEFAULT_TASK_TIME_LIMIT_S = 6 * 3600
 DEFAULT_PRUNE_SCHEDULE = "30 3 * * *"
 DEFAULT_VERIFY_SCHEDULE = "0 4 * * *"
 
@@ -52,6 +53,7 @@ class Settings:
     schedule_formats: tuple[str, ...]
     tools: ClientTools
     lock_wait_s: float = DEFAULT_LOCK_WAIT_S
+    task_time_limit_s: int = DEFAULT_TASK_TIME_LIMIT_S
     retry: RetryPolicy = RetryPolicy()
     retention: RetentionPolicy = RetentionPolicy()
     prune_schedule: str = DEFAULT_PRUNE_SCHEDULE
@@ -112,6 +114,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
         schedule_formats=_formats(env.get("BACKUP_SCHEDULE_FORMATS") or "sql"),
         tools=ClientTools(pg_dump=_tool(env, "PG_DUMP_BIN", "pg_dump"), psql=_tool(env, "PSQL_BIN", "psql")),
         lock_wait_s=_seconds(env, "BACKUP_LOCK_WAIT_S", DEFAULT_LOCK_WAIT_S),
+        task_time_limit_s=max(10, _count(env, "BACKUP_TASK_TIME_LIMIT_S", DEFAULT_TASK_TIME_LIMIT_S)),
         retry=RetryPolicy(
             max_retries=_count(env, "BACKUP_TASK_MAX_RETRIES", RetryPolicy.max_retries),
             backoff_s=max(1, _count(env, "BACKUP_RETRY_BACKOFF_S", RetryPolicy.backoff_s)),

@@ -11,20 +11,19 @@ from celery import Celery
 from config.settings import Settings, load_settings
 from worker.schedule import beat_schedule
 
-# Longest a single backup or restore may run; the broker's visibility timeout stays above it
-# so that a long task is not redelivered while it is still running.
-TASK_TIME_LIMIT_S = 6 * 3600
-TASK_SOFT_TIME_LIMIT_S = TASK_TIME_LIMIT_S - 300
 RESULT_EXPIRES_S = 90 * 24 * 3600
 
 
-def transport_options(broker_url: str) -> dict[str, object]:
-    """Redis redelivers unacked tasks after the visibility timeout: keep it above the time limit.
+def visibility_timeout(time_limit_s: int) -> int:
+    """Redis redelivers a task whose worker died once this passes: above the time limit, so a
+    long task still running is never delivered twice."""
+    return time_limit_s + max(5, time_limit_s // 10)
 
-    (The embedded SQLAlchemy transport hands these options to `create_engine`, so none there.)
-    """
+
+def transport_options(broker_url: str, time_limit_s: int) -> dict[str, object]:
+    """(The embedded SQLAlchemy transport hands these options to `create_engine`: none there.)"""
     if broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
-        return {"visibility_timeout": TASK_TIME_LIMIT_S + 3600}
+        return {"visibility_timeout": visibility_timeout(time_limit_s)}
     return {}
 
 
@@ -38,9 +37,9 @@ def make_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_time_limit=TASK_TIME_LIMIT_S,
-        task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
-        broker_transport_options=transport_options(settings.broker_url),
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=settings.task_time_limit_s - max(1, settings.task_time_limit_s // 20),
+        broker_transport_options=transport_options(settings.broker_url, settings.task_time_limit_s),
         result_expires=RESULT_EXPIRES_S,
         result_extended=True,
         task_track_started=True,
