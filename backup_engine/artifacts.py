@@ -138,6 +138,14 @@ class PendingArtifact:
             os.close(fd)
         return self.temp_path.stat().st_size, sha256_of(self.temp_path)
 
+    def restart(self) -> None:
+        """Throw away what was written so far and start the file again (used before a fallback)."""
+        if self._handle is not None:
+            self._handle.close()
+        self._handle = None
+        self._writer = None
+        os.truncate(self.temp_path, 0)
+
     def discard(self) -> None:
         if self._handle is not None:
             self._handle.close()

@@ -64,7 +64,49 @@ def _write(target: Target, artifact: PendingArtifact, format: str, include_data:
     if format != "sql":
         raise errors.InvalidRequest(errors.NOT_IMPLEMENTED_FORMAT, format)
     if method == "sqlalchemy":
-        raise errors.InvalidRequest(errors.NOT_IMPLEMENTED_FORMAT, "method 'sqlalchemy'")
+        return _fallback(target, artifact, include_data, progress)
+    try:
+        return _native_sql(target, artifact, include_data, tools, progress)
+    except (errors.DumpError, OSError) as failure:
+        if method == "native":
+            raise
+        reason = str(failure)
+    # auto: the native tool is missing, failed or wrote an empty or incomplete dump.
+    # (An unreachable server or a missing database is not the tool's fault: no fallback.)
+    progress(phase="fallback", reason=reason)
+    artifact.restart()
+    try:
+        result = _fallback(target, artifact, include_data, progress)
+    except errors.DumpError as exc:
+        raise errors.DumpError(exc.message, f"{exc.detail} (after the native dump failed: {reason})") from exc
+    result.fallback_reason = reason
+    return result
+
+
+def _native_sql(target: Target, artifact: PendingArtifact, include_data: str, tools: ClientTools,
+                progress: Progress) -> DumpResult:
     if target.dialect == "postgresql":
         return native("postgresql").dump_sql(target, artifact.stream(), include_data, tools, progress)
     return native("sqlite").dump_sql(target, artifact.stream(), include_data, progress)
+
+
+def _fallback(target: Target, artifact: PendingArtifact, include_data: str, progress: Progress) -> DumpResult:
+    from backup_engine import sqlgen
+
+    result = sqlgen.dump_sql(target, artifact.stream(), include_data, progress)
+    _check_fallback_output(target, artifact)
+    return result
+
+
+def _check_fallback_output(target: Target, artifact: PendingArtifact) -> None:
+    """The fallback's file must be as complete as a native one: non-empty, with its end marker."""
+    marker = native(target.dialect).END_MARKER
+    marker = marker if isinstance(marker, bytes) else marker.encode()
+    stream = artifact.stream()
+    stream.flush()
+    if stream.size == 0:
+        raise errors.DumpError(errors.FALLBACK_FAILED, errors.EMPTY_DUMP)
+    with open(artifact.temp_path, "rb") as handle:
+        handle.seek(max(0, stream.size - 4096))
+        if marker not in handle.read():
+            raise errors.DumpError(errors.FALLBACK_FAILED, errors.INCOMPLETE_DUMP)

@@ -155,8 +155,11 @@ class RestoreScripts:
     after: str = ""
 
 
+# pg_trigger.tgenabled -> the ALTER TABLE clause that puts a trigger back in that state.
+TRIGGER_STATES = {"O": "ENABLE TRIGGER", "D": "DISABLE TRIGGER", "R": "ENABLE REPLICA TRIGGER",
+                  "A": "ENABLE ALWAYS TRIGGER"}
 ENABLED_USER_TRIGGERS = """
-    SELECT n.nspname, c.relname, t.tgname
+    SELECT n.nspname, c.relname, t.tgname, t.tgenabled
       FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> 'D'
        AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'
@@ -171,10 +174,15 @@ def _restore_scripts(target: Target, include_data: str, table_names: list[str]) 
     with connect(target) as conn, conn.cursor() as cur:
         if include_data == "data":
             cur.execute(ENABLED_USER_TRIGGERS, (SYSTEM_SCHEMAS,))
-            toggles = [(sql.Identifier(schema, table), sql.Identifier(trigger))
-                       for schema, table, trigger in cur.fetchall()]
-            before = [sql.SQL("ALTER TABLE {} DISABLE TRIGGER {};").format(*pair).as_string(conn) for pair in toggles]
-            after = [sql.SQL("ALTER TABLE {} ENABLE TRIGGER {};").format(*pair).as_string(conn) for pair in toggles]
+            triggers = cur.fetchall()
+            before = [sql.SQL("ALTER TABLE {} DISABLE TRIGGER {};").format(sql.Identifier(schema, table),
+                                                                          sql.Identifier(trigger)).as_string(conn)
+                      for schema, table, trigger, _ in triggers]
+            # Deferred checks of the load must run before ALTER TABLE ("pending trigger events").
+            after = ["SET CONSTRAINTS ALL IMMEDIATE;"] + [
+                sql.SQL("ALTER TABLE {} {} {};").format(sql.Identifier(schema, table), sql.SQL(TRIGGER_STATES[state]),
+                                                       sql.Identifier(trigger)).as_string(conn)
+                for schema, table, trigger, state in triggers]
             if table_names:
                 before.append("TRUNCATE TABLE " + ", ".join(table_names) + ";")
             return RestoreScripts(before="\n".join(before) + "\n", after="\n".join(after) + "\n")

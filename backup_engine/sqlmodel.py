@@ -1,0 +1,192 @@
+"""What a SQL script is generated from: SQLAlchemy `MetaData` plus the extras it cannot hold.
+
+`DatabaseModel` is the hand-over point between a source (reflection of a live database in
+`sqlgen`, or later a JSON backup's schema) and `sqlgen.SqlScriptWriter`. Every field is plain
+data (strings, numbers, lists), so a JSON schema can carry it and rebuild it with
+`extras_from_dict(extras_to_dict(...))`.
+
+Names are unquoted; the writer quotes them with the dialect's preparer. Fields holding SQL
+text (`definition`, `bound`, `default`, check `definition`s) are the catalog's own rendering
+(pg_get_*def) and are written as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from sqlalchemy import MetaData
+
+
+@dataclass
+class EnumType:
+    schema: str | None
+    name: str
+    labels: list[str]
+
+
+@dataclass
+class DomainCheck:
+    name: str
+    definition: str  # "CHECK (...)" as pg_get_constraintdef prints it
+    validated: bool = True
+
+
+@dataclass
+class DomainType:
+    schema: str | None
+    name: str
+    base_type: str  # format_type() text, schema-qualified
+    not_null: bool = False
+    default: str | None = None
+    collation: str | None = None  # already quoted, e.g. pg_catalog."C"
+    checks: list[DomainCheck] = field(default_factory=list)
+
+
+@dataclass
+class SequenceDef:
+    schema: str | None
+    name: str
+    data_type: str = "bigint"
+    start: int = 1
+    increment: int = 1
+    min_value: int | None = None
+    max_value: int | None = None
+    cache: int = 1
+    cycle: bool = False
+    # (schema, table, column) of an OWNED BY column; identity sequences are created by their column
+    owned_by: list[str | None] | None = None
+    identity: bool = False
+    last_value: int | None = None
+    is_called: bool = False
+
+
+@dataclass
+class PartitionDef:
+    table: str  # MetaData key of the partition ("schema.name")
+    parent: str  # MetaData key of the partitioned table
+    bound: str  # "FOR VALUES ..." or "DEFAULT"
+
+
+@dataclass
+class IndexDef:
+    schema: str | None
+    table: str
+    name: str
+    definition: str  # CREATE [UNIQUE] INDEX ... as pg_get_indexdef prints it
+    attach_to: list[str | None] | None = None  # (schema, name) of the partitioned index it belongs to
+
+
+@dataclass
+class ConstraintDef:
+    """A table constraint added with ALTER TABLE (exclusion constraints, a partition's own ones)."""
+
+    schema: str | None
+    table: str
+    name: str
+    definition: str  # as pg_get_constraintdef prints it
+    post_data: bool = True
+
+
+@dataclass
+class ViewDef:
+    schema: str | None
+    name: str
+    definition: str  # the SELECT, as pg_get_viewdef prints it
+    materialized: bool = False
+    options: list[str] = field(default_factory=list)  # reloptions except check_option
+    check_option: str | None = None  # "local" / "cascaded"
+    indexes_follow: bool = True
+
+
+@dataclass
+class RoutineDef:
+    schema: str | None
+    name: str
+    definition: str  # CREATE OR REPLACE FUNCTION ... as pg_get_functiondef prints it
+    after_tables: bool = False  # its signature uses a table's row type
+
+
+@dataclass
+class TriggerDef:
+    schema: str | None
+    table: str
+    name: str
+    definition: str  # CREATE TRIGGER ... as pg_get_triggerdef prints it
+    enabled: str = "O"  # pg_trigger.tgenabled: O, D, R, A
+
+
+@dataclass
+class CommentDef:
+    target: str  # SQL after COMMENT ON, e.g. "VIEW public.v", already quoted
+    text: str
+
+
+@dataclass
+class Extension:
+    name: str
+    schema: str | None
+
+
+@dataclass
+class SchemaExtras:
+    schemas: list[str] = field(default_factory=list)  # schemas to create (not "public")
+    extensions: list[Extension] = field(default_factory=list)
+    enums: list[EnumType] = field(default_factory=list)
+    domains: list[DomainType] = field(default_factory=list)
+    sequences: list[SequenceDef] = field(default_factory=list)
+    routines: list[RoutineDef] = field(default_factory=list)
+    partition_keys: dict[str, str] = field(default_factory=dict)  # table key -> pg_get_partkeydef
+    partitions: list[PartitionDef] = field(default_factory=list)
+    constraints: list[ConstraintDef] = field(default_factory=list)
+    indexes: list[IndexDef] = field(default_factory=list)
+    views: list[ViewDef] = field(default_factory=list)
+    triggers: list[TriggerDef] = field(default_factory=list)
+    comments: list[CommentDef] = field(default_factory=list)
+    # verbatim SQL of objects, for sources that keep it (SQLite's sqlite_master)
+    table_ddl: dict[str, str] = field(default_factory=dict)  # table key -> CREATE TABLE ...
+    raw_post_data: list[str] = field(default_factory=list)  # CREATE INDEX / VIEW / TRIGGER ...
+    sqlite_sequence: list[list[Any]] = field(default_factory=list)  # [name, seq]
+    pragmas: dict[str, int] = field(default_factory=dict)  # user_version, application_id
+    # words the preparer must quote besides its own list (e.g. the server's pg_get_keywords())
+    reserved_words: list[str] = field(default_factory=list)
+    # table key -> name as reported in table_rows (pg_dump style quote_ident names)
+    display_names: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DatabaseModel:
+    dialect: str  # "postgresql" or "sqlite"
+    metadata: MetaData
+    extras: SchemaExtras = field(default_factory=SchemaExtras)
+    server_version: str = ""
+
+
+_LIST_TYPES = {
+    "extensions": Extension, "enums": EnumType, "domains": DomainType, "sequences": SequenceDef,
+    "routines": RoutineDef, "partitions": PartitionDef, "constraints": ConstraintDef, "indexes": IndexDef,
+    "views": ViewDef, "triggers": TriggerDef, "comments": CommentDef,
+}
+
+
+def extras_to_dict(extras: SchemaExtras) -> dict[str, Any]:
+    """Plain JSON-ready data."""
+    return asdict(extras)
+
+
+def extras_from_dict(data: dict[str, Any]) -> SchemaExtras:
+    known = {f.name for f in fields(SchemaExtras)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            continue
+        if key in _LIST_TYPES:
+            kind = _LIST_TYPES[key]
+            items = []
+            for item in value:
+                if kind is DomainType:
+                    item = {**item, "checks": [DomainCheck(**check) for check in item.get("checks", [])]}
+                items.append(kind(**item))
+            value = items
+        values[key] = value
+    return SchemaExtras(**values)
