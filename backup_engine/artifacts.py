@@ -8,6 +8,7 @@ the manifest is written the same way last. A file without a manifest is not a ba
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import re
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +115,7 @@ class PendingArtifact:
     folder: Path
     temp_path: Path
     extension: str
+    lock_fd: int = -1  # holds an flock while the file is being written: the sweep skips it
     _writer: HashingWriter | None = field(default=None, repr=False)
     _handle: BinaryIO | None = field(default=None, repr=False)
 
@@ -141,16 +143,21 @@ class PendingArtifact:
     def restart(self) -> None:
         """Throw away what was written so far and start the file again (used before a fallback)."""
         if self._handle is not None:
-            self._handle.close()
+            with suppress(OSError):
+                self._handle.close()
         self._handle = None
         self._writer = None
         os.truncate(self.temp_path, 0)
 
     def discard(self) -> None:
         if self._handle is not None:
-            self._handle.close()
+            with suppress(OSError):  # closing flushes, which fails again when the disk is full
+                self._handle.close()
             self._handle = None
         self.temp_path.unlink(missing_ok=True)
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+            self.lock_fd = -1
 
 
 class BackupStore:
@@ -165,8 +172,8 @@ class BackupStore:
         """A temp file in the backup folder, removed unless it is published inside the block."""
         self.folder.mkdir(parents=True, exist_ok=True)
         temp_path = self.folder / f"{TEMP_PREFIX}{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.{extension}"
-        os.close(os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
-        artifact = PendingArtifact(folder=self.folder, temp_path=temp_path, extension=extension)
+        artifact = PendingArtifact(folder=self.folder, temp_path=temp_path, extension=extension,
+                                   lock_fd=_create_locked(temp_path))
         try:
             yield artifact
         finally:
@@ -216,19 +223,29 @@ class BackupStore:
         raise errors.DumpError(errors.WRITE_FAILED, f"no free name for {base}")
 
     def sweep_temp_files(self) -> list[str]:
-        """Remove temp files left by dead processes of this host (called when a worker starts)."""
+        """Remove temp files whose writer is gone (called when a worker starts).
+
+        A writer holds an flock on its temp file until it is done, and the kernel drops the
+        lock when the writer dies, however it dies: a file we can lock is an orphan. (Pids and
+        host names are no evidence: a restarted container reuses both.)
+        """
         removed: list[str] = []
         if not self.folder.is_dir():
             return removed
-        host = socket.gethostname()
         for path in self.folder.glob(f"{TEMP_PREFIX}*"):
-            parts = path.name[len(TEMP_PREFIX):].split(".")
-            if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
                 continue
-            if _pid_alive(int(parts[1])):
-                continue
-            path.unlink(missing_ok=True)
-            removed.append(path.name)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # still being written
+            else:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+            finally:
+                os.close(fd)
         return removed
 
     # --- reading -------------------------------------------------------------------------
@@ -284,27 +301,24 @@ class BackupStore:
         return records
 
 
+def _create_locked(path: Path) -> int:
+    """Create `path` (0600, must not exist) and hold an exclusive flock on it; returns the fd."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to `path` through a temp file, fsync and rename: never a half manifest."""
     temp = path.with_name(f"{TEMP_PREFIX}{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.json")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    fd = _create_locked(temp)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, sort_keys=True, default=str)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
+            os.replace(temp, path)  # while still locked: a sweep never takes it mid-rename
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -66,6 +66,10 @@ class DumpError(BackupError):
     """Taking a backup failed; no artifact was left behind."""
 
 
+class WriteFailed(DumpError):
+    """The backup folder could not take the file (disk full, quota, read-only, I/O error)."""
+
+
 class RestoreError(BackupError):
     """Restoring failed; the target is as it was before."""
 

@@ -11,13 +11,13 @@ server-side `COPY ... PROGRAM` / file COPY are refused, and the restore runs it 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from backup_engine import errors
 from backup_engine.artifacts import BackupStore, check_safe_name
 from backup_engine.postgresql import PlainDumpScanner
+from backup_engine.sqlscreen import UploadScreen
 from backup_engine.targets import Target
 
 SNIFF_BYTES = 4096
@@ -27,9 +27,6 @@ ZIP_MAGIC = b"PK\x03\x04"
 UNSUPPORTED_RESTORE = {"postgresql": errors.UNSUPPORTED_PG_RESTORE, "sqlite": errors.UNSUPPORTED_SQLITE_RESTORE}
 SQLITE_DUMP_END = b"COMMIT;"
 
-_COPY_FROM_STDIN = re.compile(rb"^COPY\b.*\bFROM\s+stdin\s*;\s*$", re.I)
-_SERVER_COPY = re.compile(rb"^\s*COPY\b.*\b(?:FROM|TO)\s+(?:PROGRAM\b|'|E')", re.I)
-_RESTRICT_LINE = re.compile(rb"^\\(?:un)?restrict\s+\S+\s*$")
 
 
 def locate_upload(upload_dir: Path, path: object) -> Path:
@@ -111,29 +108,14 @@ def _copy(handle: BinaryIO, pending: Any, upload_format: str, target: Target) ->
 
 
 def _screen_postgresql(handle: BinaryIO, out: Any) -> dict[str, int]:
-    """Copy foreign PostgreSQL SQL line by line, refusing what psql or the server must not run."""
+    """Copy foreign PostgreSQL SQL line by line through the screen, counting its rows."""
     scanner = PlainDumpScanner()
-    in_copy = False
-    for number, line in enumerate(handle, start=1):
-        if b"\x00" in line:
-            raise errors.InvalidRequest(errors.UNSUPPORTED_PG_RESTORE, f"binary data on line {number}")
-        if in_copy:
-            in_copy = line.rstrip(b"\r\n") != b"\\."
-        elif _RESTRICT_LINE.match(line):
-            line = b"-- (psql \\restrict line of the uploaded dump removed; the restore sets its own)\n"
-        elif line.startswith(b"\\"):
-            command = line.split()[0].decode("utf-8", "replace")[:20]
-            raise errors.InvalidRequest(errors.UNSUPPORTED_PG_RESTORE,
-                                        f"psql meta-command {command!r} on line {number} is not allowed in an upload")
-        elif _SERVER_COPY.match(line):
-            raise errors.InvalidRequest(errors.UNSUPPORTED_PG_RESTORE,
-                                        f"server-side COPY to/from a program or file on line {number}")
-        elif _COPY_FROM_STDIN.match(line):
-            in_copy = True
+    screen = UploadScreen()
+    for line in handle:
+        line = screen.feed(line)
         scanner.feed(line)
         out.write(line)
-    if in_copy:
-        raise errors.InvalidRequest(errors.UNSUPPORTED_PG_RESTORE, "the upload ends inside COPY data (truncated?)")
+    screen.finish()
     return scanner.table_rows
 
 

@@ -8,11 +8,9 @@ built from nothing (never the worker's own PG* variables, never the dump's envir
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -94,39 +92,64 @@ def connect(target: Target) -> Iterator[Any]:
         conn.close()
 
 
+@dataclass
+class ClientRun:
+    """What a pg_dump or psql run gets: its environment, and in-memory files to inherit.
+
+    Files (the password file, small SQL scripts) are memfds handed down as `/dev/fd/N`: they
+    never touch a disk, so even a worker killed with -9 leaves no password behind.
+    """
+
+    env: dict[str, str]
+    pass_fds: list[int] = field(default_factory=list)
+
+    def memory_file(self, text: str) -> str:
+        """A 0600 in-memory regular file with `text`; returns the path the child opens it by."""
+        fd = os.memfd_create("backup-worker", 0)
+        self.pass_fds.append(fd)
+        os.fchmod(fd, 0o600)  # libpq ignores a password file that others could read
+        os.write(fd, text.encode("utf-8"))
+        return f"/dev/fd/{fd}"
+
+    def close(self) -> None:
+        for fd in self.pass_fds:
+            os.close(fd)
+        self.pass_fds.clear()
+
+
 @contextmanager
-def client_environment(target: Target) -> Iterator[dict[str, str]]:
-    """Environment for pg_dump / psql: connection in PG* variables, password in a 0600 file."""
-    folder = Path(tempfile.mkdtemp(prefix="bw-pgpass-"))  # mkdtemp makes it 0700
+def client_run(target: Target) -> Iterator[ClientRun]:
+    """Environment for pg_dump / psql: connection in PG* variables, password in a memory file.
+
+    Built from nothing but PATH, locale and HOME (for libpq's SSL certificates): never the
+    worker's own PG* variables.
+    """
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": os.environ.get("HOME", "/nonexistent"),
+        "PGDATABASE": target.url.database or "postgres",
+        "PGCONNECT_TIMEOUT": CONNECT_TIMEOUT_S,
+        "PGAPPNAME": APPLICATION_NAME,
+        "PGOPTIONS": "-c client_min_messages=warning",
+        "PSQLRC": os.devnull,
+    }
+    if target.url.host:
+        env["PGHOST"] = target.url.host
+    if target.url.port:
+        env["PGPORT"] = str(target.url.port)
+    if target.url.username:
+        env["PGUSER"] = target.url.username
+    for key, value in target.url.query.items():
+        if key in LIBPQ_QUERY_ENV:
+            env[LIBPQ_QUERY_ENV[key]] = value if isinstance(value, str) else value[-1]
+    run = ClientRun(env=env)
     try:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "HOME": str(folder),
-            "PGDATABASE": target.url.database or "postgres",
-            "PGCONNECT_TIMEOUT": CONNECT_TIMEOUT_S,
-            "PGAPPNAME": APPLICATION_NAME,
-            "PGOPTIONS": "-c client_min_messages=warning",
-        }
-        if target.url.host:
-            env["PGHOST"] = target.url.host
-        if target.url.port:
-            env["PGPORT"] = str(target.url.port)
-        if target.url.username:
-            env["PGUSER"] = target.url.username
-        for key, value in target.url.query.items():
-            if key in LIBPQ_QUERY_ENV:
-                env[LIBPQ_QUERY_ENV[key]] = value if isinstance(value, str) else value[-1]
-        passfile = folder / "pgpass"
-        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(f"*:*:*:*:{_pgpass_escape(str(target.url.password or ''))}\n")
-        env["PGPASSFILE"] = str(passfile)
-        env["PSQLRC"] = os.devnull
-        yield env
+        env["PGPASSFILE"] = run.memory_file(f"*:*:*:*:{_pgpass_escape(str(target.url.password or ''))}\n")
+        yield run
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        run.close()
 
 
 def _pgpass_escape(value: str) -> str:

@@ -20,7 +20,7 @@ from psycopg2 import sql
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, no_progress
-from backup_engine.pgconnect import classify_failure, client_environment, connect
+from backup_engine.pgconnect import classify_failure, client_run, connect
 from backup_engine.targets import Target
 
 READ_SIZE = 1 << 20
@@ -127,8 +127,9 @@ def dump_sql(target: Target, out: ByteSink, include_data: str, tools: ClientTool
     argv = [pg_dump, "--format=plain", "--no-owner", "--no-privileges", "--no-password",
             *INCLUDE_DATA_FLAGS[include_data]]
     scanner = PlainDumpScanner()
-    with client_environment(target) as env, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
+    with client_run(target) as run, tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=run.env,
+                                   pass_fds=run.pass_fds)
         assert process.stdout is not None
         try:
             while chunk := process.stdout.read(READ_SIZE):
@@ -204,30 +205,23 @@ def restore_sql(target: Target, sql_path: Path, include_data: str, table_names: 
     if not restricted:
         require_end_marker(sql_path)
     around = _restore_scripts(target, include_data, table_names)
-    with client_environment(target) as env, tempfile.TemporaryFile() as stderr:
-        files = [_script(env, "before.sql", around.before)]
+    with client_run(target) as run, tempfile.TemporaryFile() as stderr:
+        files = [run.memory_file(around.before)]
         if restricted:
-            files.append(_script(env, "restrict.sql", f"\\restrict {secrets.token_hex(16)}\n"))
-        files.append(sql_path)
+            files.append(run.memory_file(f"\\restrict {secrets.token_hex(16)}\n"))
+        files.append(str(sql_path))
         if around.after:
-            files.append(_script(env, "after.sql", around.after))
+            files.append(run.memory_file(around.after))
         argv = [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
         for script in files:
-            argv += ["-f", str(script)]
+            argv += ["-f", script]
         returncode = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                                    env=env, check=False).returncode
+                                    env=run.env, pass_fds=run.pass_fds, check=False).returncode
         if returncode != 0:
             stderr.seek(0)
             message = stderr.read().decode("utf-8", "replace") or f"psql exited with {returncode}"
             raise classify_failure(message, default=errors.RestoreError,
                                    default_message=errors.RESTORE_FAILED, target=target)
-
-
-def _script(env: dict[str, str], name: str, text: str) -> Path:
-    """A small SQL file in the run's private folder (removed with it)."""
-    path = Path(env["HOME"]) / name
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def count_rows(target: Target, table_names: list[str]) -> dict[str, int]:

@@ -1,9 +1,9 @@
 """The retention sweep: keep the last N backups plus daily, weekly and monthly ones.
 
-Only backups whose file still matches its manifest count towards a slot, and they are
-checked lazily (only the ones a slot would keep), so a sweep does not re-read every old
-dump. A backup that fails its check is reported, never deleted: it is evidence. The newest
-good backup of each target and format is always kept, whatever the policy says.
+Only backups whose file still matches its manifest count towards a slot. Every candidate is
+checked (size and sha256) before it is kept or deleted; a backup that fails its check is
+reported under `corrupt` and never deleted: it is evidence, and an operator should look. The
+newest good backup of each target and format is always kept, whatever the policy says.
 """
 
 from __future__ import annotations
@@ -61,12 +61,11 @@ def _decide(store: BackupStore, records: list[dict[str, Any]],
         name = record["backup_filename"]
         slots = _slot_keys(datetime.fromisoformat(record["created_at"]))
         wanted = [slot for slot, key in slots.items() if key not in seen[slot] and len(seen[slot]) < limits[slot]]
-        good_kept = len(kept)
-        if good_kept >= keep_last and not wanted:
-            dropped.append(name)
-            continue
         if not _is_good(store, name):
-            corrupt.append(name)
+            corrupt.append(name)  # not counted, and not deleted: it is evidence
+            continue
+        if len(kept) >= keep_last and not wanted:
+            dropped.append(name)
             continue
         kept.append(name)
         for slot in wanted:

@@ -16,11 +16,12 @@ import json
 import math
 import os
 import re
-import shutil
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -92,16 +93,6 @@ def processes():
     yield from managed_processes()
 
 
-@pytest.fixture
-def leftovers():
-    """Password files that a killed worker leaves behind (engine bug, see below): removed after the test."""
-    found: list[Path | None] = []
-    yield found
-    for passfile in found:
-        if passfile is not None:
-            shutil.rmtree(passfile.parent, ignore_errors=True)
-
-
 def settings_for(env: dict[str, str]):
     return load_settings(env, dotenv_path=None)
 
@@ -118,7 +109,7 @@ def received_count(worker_log: str, task_id: str) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", ["dump", "publish"])
 def test_kill9_during_a_large_backup_redelivers_and_leaves_exactly_one_whole_backup(
-        moment, big, broker, processes, tmp_path, leftovers):
+        moment, big, broker, processes, tmp_path):
     """`dump`: the pool process (and its pg_dump) is killed while the dump streams; the worker's
     main process survives and requeues at once (reject_on_worker_lost).
     `publish`: the whole worker (main, pool, pg_dump) is killed -9 the moment pg_dump exits,
@@ -135,7 +126,6 @@ def test_kill9_during_a_large_backup_redelivers_and_leaves_exactly_one_whole_bac
     task_id = send(broker, "backups.create", target="big")
 
     dump_pid, pool_pid = wait_for_tool(worker, "pg_dump")
-    leftovers.append(passfile_of(dump_pid))  # a kill leaves it behind (see the pgpass xfail test): cleaned up
     if moment == "dump":
         wait_until(lambda: any(p.stat().st_size > 30_000_000 for p in temp_files(backups)), 60, what="30 MB dumped")
         kill9(pool_pid, dump_pid)
@@ -176,7 +166,7 @@ def test_kill9_during_a_large_backup_redelivers_and_leaves_exactly_one_whole_bac
 # --- kill -9 during a restore ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_kill9_during_a_restore_leaves_the_target_as_before_then_the_redelivery_restores_it(
-        big, broker, processes, tmp_path, make_pg_database, leftovers):
+        big, broker, processes, tmp_path, make_pg_database):
     dst_url = make_pg_database("rel_dst")
     richdb_pg.build_rich_database(dst_url, rows_per_table=40, seed=7)
     env = worker_env(tmp_path, broker, {"big": big["url"], "dst": dst_url})
@@ -188,7 +178,6 @@ def test_kill9_during_a_restore_leaves_the_target_as_before_then_the_redelivery_
     worker = start_worker(processes, env, tmp_path, "kill-restore")
     task_id = send(broker, "backups.restore", backup_filename=backup["backup_filename"], target="dst")
     psql_pid, pool_pid = wait_for_tool(worker, "psql")
-    leftovers.append(passfile_of(psql_pid))
     time.sleep(0.7)  # well into the COPY of the bulk table
     assert find_tool(worker.process.pid, "psql") is not None, "psql finished before the kill"
     kill9(pool_pid, psql_pid)
@@ -315,11 +304,6 @@ def test_disk_full_fails_clearly_leaves_no_partial_file_and_keeps_older_backups(
     assert operations.list_backups(settings) == listed_before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: backup_engine/backup.py + postgresql.py/sqlite.py: ENOSPC escapes as a bare OSError / "
-    "sqlite3.OperationalError instead of DumpError(WRITE_FAILED) — fix: in create_backup wrap OSError and "
-    "sqlite3 'database or disk is full' from the write/publish into errors.DumpError(errors.WRITE_FAILED, "
-    "'<file>: No space left on device')"))
 def test_disk_full_is_reported_as_the_engines_write_failure(full_disk, tmp_path):
     settings = load_settings({
         "BACKUP_TARGETS": json.dumps({"fat": small_sqlite(tmp_path / "fat.sqlite3", 3000, blob=1000)}),
@@ -390,30 +374,23 @@ def test_a_backup_name_without_a_manifest_is_not_a_backup(small_pg):
 
 
 # --- temp files left by dead workers -----------------------------------------------------------------------
-def _dead_pid() -> int:
-    probe = subprocess.Popen(["true"])
-    probe.wait()
-    return probe.pid
-
-
-def test_sweep_removes_the_temp_files_of_dead_processes_only(tmp_path):
+def test_sweep_removes_the_temp_files_of_dead_writers_only(tmp_path):
+    """A writer holds an flock on its temp file; the kernel drops it when the writer dies, so
+    a lockable temp file is an orphan whatever pid or host its name carries."""
     folder = tmp_path / "backups"
     folder.mkdir()
     host = socket.gethostname()
-    dead = folder / f"{TEMP_PREFIX}{host}.{_dead_pid()}.{uuid.uuid4().hex}.sql"
-    alive = folder / f"{TEMP_PREFIX}{host}.{os.getpid()}.{uuid.uuid4().hex}.sql"
-    other_host = folder / f"{TEMP_PREFIX}elsewhere.{_dead_pid()}.{uuid.uuid4().hex}.sql"
-    for path in (dead, alive, other_host):
+    dead = folder / f"{TEMP_PREFIX}{host}.{os.getpid()}.{uuid.uuid4().hex}.sql"  # our pid, yet nobody writes it
+    other_host = folder / f"{TEMP_PREFIX}elsewhere.1.{uuid.uuid4().hex}.sql"
+    for path in (dead, other_host):
         path.write_bytes(b"partial")
-    assert BackupStore(folder).sweep_temp_files() == [dead.name]
-    assert alive.exists() and other_host.exists()
+    store = BackupStore(folder)
+    with store.pending("sql") as live:
+        live.stream().write(b"being written")
+        assert sorted(store.sweep_temp_files()) == sorted([dead.name, other_host.name])
+        assert live.temp_path.exists()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: backup_engine/artifacts.py sweep_temp_files: a writer is judged alive by its pid alone; after "
-    "a container restart (same hostname, same small pids) a stale temp file carries the pid of a live process "
-    "and is never swept — fix: hold fcntl.flock(LOCK_EX) on the temp file while it is written (pending() and "
-    "write_json_atomic) and let the sweep remove every temp file it can lock (LOCK_EX|LOCK_NB)"))
 def test_sweep_removes_a_stale_temp_file_whose_pid_was_reused(tmp_path):
     folder = tmp_path / "backups"
     folder.mkdir()
@@ -425,18 +402,13 @@ def test_sweep_removes_a_stale_temp_file_whose_pid_was_reused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: worker/app.py + docker-compose.yml: the deployed worker is a plain `celery -A worker.app worker`; "
-    "sweep_temp_files only runs in `python -m worker run`, so temp files of a killed worker are never removed "
-    "in the compose deployment — fix: sweep from a celery `worker_init` (or `worker_ready`) signal handler in "
-    "worker/app.py, so every way of starting the worker sweeps"))
 def test_the_deployed_worker_command_sweeps_temp_files_at_start(broker, processes, tmp_path):
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     command = compose["services"]["worker"]["command"]
     assert command[0] == "python"
     backups = tmp_path / "backups"
     backups.mkdir()
-    stale = backups / f"{TEMP_PREFIX}{socket.gethostname()}.{_dead_pid()}.{uuid.uuid4().hex}.sql"
+    stale = backups / f"{TEMP_PREFIX}{socket.gethostname()}.999999.{uuid.uuid4().hex}.sql"
     stale.write_bytes(b"partial dump of a killed worker")
     env = worker_env(tmp_path, broker, {"small": small_sqlite(tmp_path / "s.sqlite3", 5)})
     worker = ManagedProcess([sys.executable, *command[1:]], env, tmp_path, tmp_path / "compose-worker.log").start()
@@ -526,21 +498,18 @@ def test_two_workers_many_operations_never_two_on_one_target(pg_server, broker, 
 
 
 # --- a worker killed -9 leaves its password file behind ----------------------------------------------------
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: backup_engine/pgconnect.py client_environment: the 0600 PGPASSFILE (plain password) lives in a "
-    "tempfile.mkdtemp folder removed only by `finally`; a worker killed -9 during pg_dump/psql leaves "
-    "/tmp/bw-pgpass-*/pgpass on disk for good — fix: make the folder under a per-worker directory that the start "
-    "sweep empties (e.g. BACKUP_DIR/.run/<host>.<pid>), or hand the password over a pipe "
-    "(PGPASSFILE=/dev/fd/N with pass_fds) so nothing is ever written"))
-def test_a_killed_worker_leaves_no_password_file_behind(big, broker, processes, tmp_path, leftovers):
+def test_a_killed_worker_leaves_no_password_file_behind(big, broker, processes, tmp_path):
     env = worker_env(tmp_path, broker, {"big": big["url"]})
     worker = start_worker(processes, env, tmp_path, "pgpass")
     send(broker, "backups.create", target="big")
     dump_pid, _ = wait_for_tool(worker, "pg_dump")
     passfile = passfile_of(dump_pid)
-    leftovers.append(passfile)
+    # The password file is a memfd inherited as /dev/fd/N: it lives only as long as the processes.
+    assert str(passfile).startswith("/dev/fd/"), passfile
+    assert stat.S_ISREG(os.stat(f"/proc/{dump_pid}/fd/{passfile.name}").st_mode)
     worker.kill()
-    assert not passfile.exists(), f"{passfile} survived the worker"
+    wait_until(lambda: not Path(f"/proc/{dump_pid}/fd/{passfile.name}").exists(), 20, what="pg_dump gone")
+    assert not list(Path(tempfile.gettempdir()).glob("bw-pgpass-*")), "no password folder on disk (old layout)"
 
 
 # --- backups.verify: checksum, then a restore drill --------------------------------------------------------
@@ -632,11 +601,6 @@ def test_retention_never_deletes_the_last_good_backup_and_never_counts_corrupt_o
     assert all((settings.backup_dir / name).is_file() for name in others)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: backup_engine/retention.py _decide: a backup beyond the policy's window is dropped without being "
-    "checked, so an old corrupt backup is deleted although the module promises 'a backup that fails its check is "
-    "reported, never deleted: it is evidence' — fix: call _is_good before dropping and report failures in "
-    "`corrupt` (or change the promise)"))
 def test_retention_never_deletes_a_corrupt_backup(strict_retention):
     settings, store = strict_retention
     now = datetime.now(UTC)

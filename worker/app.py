@@ -7,7 +7,9 @@ the variable instead of failing its first task.
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_init
 
+from backup_engine.artifacts import BackupStore
 from config.settings import Settings, load_settings
 from worker.schedule import beat_schedule
 
@@ -51,6 +53,13 @@ def make_app(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     return app
+
+
+@worker_init.connect
+def sweep_orphaned_temp_files(**_: object) -> None:
+    """However the worker is started (`python -m worker run`, plain `celery worker`, compose),
+    temp files of writers that died (kill -9, power loss) are removed before work starts."""
+    BackupStore(settings.backup_dir).sweep_temp_files()
 
 
 settings = load_settings()

@@ -111,12 +111,10 @@ def _show(state: str, info: Any) -> None:
 
 
 def run_worker() -> int:
-    from backup_engine.artifacts import BackupStore
     from config.settings import ensure_demo_database
     from worker.app import app, settings
 
     ensure_demo_database(settings)
-    BackupStore(settings.backup_dir).sweep_temp_files()
     print(json.dumps({"starting_worker": settings.describe()}, indent=2), file=sys.stderr)
     app.worker_main(["worker", "--beat", "--events", "--loglevel=INFO", "--concurrency=2",
                      f"--schedule={settings.backup_dir.parent / 'celerybeat-schedule'}"])
