@@ -7,7 +7,11 @@ it with its manifest only when the dump is complete.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from backup_engine import errors
@@ -37,7 +41,7 @@ def create_backup(target: Target, store: BackupStore, *, format: str = "sql", in
     started = time.monotonic()
     created_at = utc_now()
     progress(phase="start", target=target.name, format=format)
-    with store.pending(FORMAT_EXTENSIONS[format]) as artifact:
+    with _storage_failures(store), store.pending(FORMAT_EXTENSIONS[format]) as artifact:
         result = _write(target, artifact, format, include_data, method, tools, progress)
         progress(phase="publish")
         manifest = {
@@ -57,10 +61,50 @@ def create_backup(target: Target, store: BackupStore, *, format: str = "sql", in
         return store.publish(artifact, prefix or target.name, manifest, created_at=created_at)
 
 
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+SQLITE_FULL = 13
+
+
+def storage_failure(exc: BaseException | None) -> str | None:
+    """Why writing failed when the backup folder is full or broken (looking through wrapped
+    errors: pg_dump's pipe, SQLite's SQLITE_FULL); None for any other failure."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            return exc.strerror or str(exc)
+        if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+            return "database or disk is full"
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+@contextmanager
+def _storage_failures(store: BackupStore) -> Iterator[None]:
+    try:
+        yield
+    except errors.WriteFailed:
+        raise
+    except Exception as exc:
+        reason = storage_failure(exc)
+        if reason is None:
+            raise
+        raise errors.WriteFailed(errors.WRITE_FAILED, f"{store.folder}: {reason}") from exc
+
+
 def _write(target: Target, artifact: PendingArtifact, format: str, include_data: str, method: str,
            tools: ClientTools, progress: Progress) -> DumpResult:
     if format == "sqlite":
         return native("sqlite").snapshot(target, artifact.temp_path)
+    if format == "json":
+        from backup_engine import json_format
+
+        export_json = json_format.export_postgresql if target.dialect == "postgresql" else json_format.export_sqlite
+        return export_json(target, artifact.stream(), include_data, progress)
+    if format == "csv":
+        from backup_engine import csv_format
+
+        return csv_format.export(target, artifact.stream(), include_data, progress)
     if format != "sql":
         raise errors.InvalidRequest(errors.NOT_IMPLEMENTED_FORMAT, format)
     if method == "sqlalchemy":
@@ -68,8 +112,8 @@ def _write(target: Target, artifact: PendingArtifact, format: str, include_data:
     try:
         return _native_sql(target, artifact, include_data, tools, progress)
     except (errors.DumpError, OSError) as failure:
-        if method == "native":
-            raise
+        if method == "native" or storage_failure(failure):
+            raise  # a full disk is not the tool's fault: the fallback would fill it too
         reason = str(failure)
     # auto: the native tool is missing, failed or wrote an empty or incomplete dump.
     # (An unreachable server or a missing database is not the tool's fault: no fallback.)

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 from backup_engine import errors
 from backup_engine.artifacts import BackupStore, check_safe_name
+from backup_engine.json_format import read_document
 from backup_engine.postgresql import PlainDumpScanner
 from backup_engine.sqlscreen import UploadScreen
 from backup_engine.targets import Target
@@ -81,15 +82,19 @@ def import_upload(store: BackupStore, upload_dir: Path, path: str, target: Targe
     with source.open("rb") as handle:
         upload_format = sniff_format(handle.read(SNIFF_BYTES), target)
         handle.seek(0)
-        if upload_format == "json":
-            raise errors.InvalidRequest(errors.NOT_IMPLEMENTED_FORMAT, "restoring an uploaded JSON backup")
-        extension = "sqlite3" if upload_format == "sqlite" else "sql"
+        extension = {"sqlite": "sqlite3", "json": "json"}.get(upload_format, "sql")
         with store.pending(extension) as pending:
             table_rows = _copy(handle, pending, upload_format, target)
+            dialect, include_data = target.dialect, "full"
+            if upload_format == "json":  # checked whole before it is kept: a bad document is refused here
+                reader = read_document(pending.temp_path)
+                dialect = reader.header.get("source_dialect", target.dialect)
+                include_data = reader.header.get("include_data", "full")
+                table_rows = {key: table.rows for key, table in reader.tables.items()}
             manifest = {
-                "format": upload_format, "target": target.name, "dialect": target.dialect, "method": "upload",
+                "format": upload_format, "target": target.name, "dialect": dialect, "method": "upload",
                 "origin": "upload", "imported_from": str(source.relative_to(upload_dir.resolve())),
-                "include_data": "full", "tables": len(table_rows) if table_rows is not None else None,
+                "include_data": include_data, "tables": len(table_rows) if table_rows is not None else None,
                 "rows": sum(table_rows.values()) if table_rows is not None else None,
                 "table_rows": table_rows or {}, "server_version": None, "duration_s": 0.0,
             }
@@ -97,10 +102,11 @@ def import_upload(store: BackupStore, upload_dir: Path, path: str, target: Targe
 
 
 def _copy(handle: BinaryIO, pending: Any, upload_format: str, target: Target) -> dict[str, int] | None:
-    if upload_format == "sqlite":
+    if upload_format in ("sqlite", "json"):
         stream = pending.stream()
         while chunk := handle.read(1 << 20):
             stream.write(chunk)
+        stream.flush()  # read back (JSON) or checked by SQLite before it is published
         return None
     if target.dialect == "postgresql":
         return _screen_postgresql(handle, pending.stream())

@@ -8,6 +8,7 @@ a correct restore of the wrong file can be undone.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,26 @@ def restore_backup(target: Target, store: BackupStore, backup_filename: str, *, 
     progress(phase="verify", backup_filename=backup_filename)
     path, manifest = store.verified(backup_filename)
     _check_restorable(target, manifest)
-    safety = None
-    if safety_backup and _target_exists(target):
-        progress(phase="safety_backup")
-        safety = create_backup(target, store, format=SAFETY_FORMAT[target.dialect], include_data="full",
-                               method="auto", tools=tools,
-                               extra_manifest={"purpose": f"safety backup before restoring {path.name}"})
-    progress(phase="restore")
-    _apply(target, path, manifest, tools)
+    with ExitStack() as cleanup:
+        restore_path, restore_manifest = path, manifest
+        if manifest.get("format") == "json":
+            # Convert first (into a temp file in the backup folder): a bad JSON fails before anything is touched.
+            from backup_engine.convert import sql_for_restore
+
+            progress(phase="convert")
+            converted = cleanup.enter_context(store.pending("sql"))
+            result = sql_for_restore(store, path, target.dialect, converted)
+            restore_path = converted.temp_path
+            restore_manifest = {**manifest, "format": "sql", "dialect": target.dialect,
+                                "include_data": result["include_data"], "table_rows": result["table_rows"]}
+        safety = None
+        if safety_backup and _target_exists(target):
+            progress(phase="safety_backup")
+            safety = create_backup(target, store, format=SAFETY_FORMAT[target.dialect], include_data="full",
+                                   method="auto", tools=tools,
+                                   extra_manifest={"purpose": f"safety backup before restoring {path.name}"})
+        progress(phase="restore")
+        _apply(target, restore_path, restore_manifest, tools)
     return {
         "backup_filename": path.name,
         "restored_file": path.name,
@@ -54,6 +67,8 @@ def _check_restorable(target: Target, manifest: dict[str, Any]) -> None:
     unsupported = UNSUPPORTED_RESTORE[target.dialect]
     if backup_format == "csv":
         raise errors.InvalidRequest(unsupported, "CSV backups are export only")
+    if backup_format == "json":
+        return  # converted for the target's engine first (either source engine)
     if backup_format == "sqlite" and target.dialect != "sqlite":
         raise errors.InvalidRequest(unsupported, "a SQLite snapshot restores only into SQLite")
     if backup_format == "sql" and manifest.get("dialect") != target.dialect:

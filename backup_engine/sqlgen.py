@@ -20,6 +20,9 @@ PostgreSQL does the rendering, which is what gets near pg_dump's speed). SQLite 
 with a streaming cursor and written as multi-row INSERTs. The script restores with
 `psql -X -v ON_ERROR_STOP=1 --single-transaction` (PostgreSQL) or
 `backup_engine.sqlite.restore_sql` (SQLite) and ends with the same marker as the native dumps.
+
+`dump_sqlite_file` is the one SQLite SQL generator: the SQLAlchemy fallback runs it on the live
+file, `backup_engine.sqlite.dump_sql` (the native path) on its online-backup-API snapshot.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, MetaData, Table, create_engine, literal_column
@@ -50,7 +55,7 @@ from sqlalchemy.schema import (
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import Integer, UserDefinedType
 
-from backup_engine import errors, sqlliterals
+from backup_engine import errors, sqlite, sqlliterals
 from backup_engine.dumpinfo import INCLUDE_DATA_MODES, ByteSink, DumpResult, Progress, no_progress
 from backup_engine.postgresql import TRIGGER_STATES
 from backup_engine.sqlmodel import DatabaseModel, SchemaExtras, SequenceDef
@@ -59,11 +64,10 @@ from backup_engine.targets import Target
 METHOD = "sqlalchemy"
 PG_END_MARKER = "-- PostgreSQL database dump complete"  # = postgresql.END_MARKER
 SQLITE_HEADER = "-- SQLite database dump (backup worker, SQLAlchemy fallback)"
-SQLITE_END_MARKER = "-- SQLite database dump complete"  # = sqlite.END_MARKER
 COPY_BLOCK = 1 << 20
 TEXT_BLOCK = 1 << 20
-SQLITE_FETCH_ROWS = 1000
 SQLITE_ROWS_PER_INSERT = 100
+SQLITE_CHUNK_ROWS = 500  # rows read and their REALs checked at a time
 
 # pg_dump's session settings: exact floats, ISO dates, no timeouts, UTF-8.
 PG_DUMP_SESSION = (
@@ -151,6 +155,8 @@ def make_dialect(name: str, reserved_words: Iterable[str] = ()) -> Dialect:
         dialect._backslash_escapes = False  # the script sets standard_conforming_strings = on
     elif name == "sqlite":
         dialect = sqlite_dialect.dialect(paramstyle="named")
+        # Every identifier quoted: no dependence on which words this SQLite (or a later one) reserves.
+        dialect.identifier_preparer._requires_quotes = lambda _value: True
     else:
         raise errors.InvalidRequest(errors.UNSUPPORTED_DIALECT, name)
     preparer = dialect.identifier_preparer
@@ -224,24 +230,20 @@ def reflect_postgresql(conn: Connection) -> DatabaseModel:
 
 
 # --- (a) SQLite reflection -----------------------------------------------------------------------
-SQLITE_OBJECTS_SQL = ("SELECT type, name, tbl_name, sql FROM sqlite_master "
-                      "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid")
-
-
 def reflect_sqlite(conn: Connection) -> DatabaseModel:
     """The model of a SQLite database: MetaData for order and columns, and the CREATE statements
     SQLite keeps verbatim (tables, indexes, views, triggers), which are exact where reflection is not.
 
-    Implicit rowids are kept (as the native dump does): a table with a rowid but no INTEGER
-    PRIMARY KEY column gets its rowid dumped under the first free name of rowid/_rowid_/oid.
+    Implicit rowids are kept (other data may refer to them; a full-text table's rowid links it to
+    its content): a table with a rowid but no INTEGER PRIMARY KEY column, and every virtual table
+    with a rowid, gets it dumped under the first free name of rowid/_rowid_/oid. Which objects are
+    the user's (not internal, not a virtual table's shadow tables) is `sqlite.schema_objects`.
     """
     raw: sqlite3.Connection = conn.connection.dbapi_connection
     extras = SchemaExtras()
-    objects = raw.execute(SQLITE_OBJECTS_SQL).fetchall()
-    kinds = {name: (kind, bool(wr)) for name, kind, wr in
-             raw.execute("SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main'").fetchall()}
-    table_names = [name for kind, name, _, _ in objects
-                   if kind == "table" and kinds.get(name, ("", False))[0] in ("table", "virtual")]
+    objects = sqlite.schema_objects(raw)
+    kinds = sqlite.table_kinds(raw)
+    table_names = sqlite.user_table_names(raw)
     metadata = MetaData()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SAWarning)  # unknown declared types: replaced just below
@@ -299,9 +301,10 @@ class SqlScriptWriter:
     """Writes a model and its data as a SQL script for one dialect, streaming into `out`."""
 
     def __init__(self, out: ByteSink, dialect_name: str, *, reserved_words: Iterable[str] = (),
-                 progress: Progress = no_progress) -> None:
+                 progress: Progress = no_progress, sqlite_header: str = SQLITE_HEADER) -> None:
         self.out = out
         self.dialect_name = dialect_name
+        self.sqlite_header = sqlite_header
         self.dialect = make_dialect(dialect_name, reserved_words)
         self.preparer = self.dialect.identifier_preparer
         self.progress = progress
@@ -324,6 +327,7 @@ class SqlScriptWriter:
             self._parts, self._pending = [], 0
             self.out.write(data)
             self.size += len(data)
+            self.progress(phase="dump", tables=self.tables_done, rows=self.rows, bytes=self.size)
 
     def write_bytes(self, data: bytes) -> None:
         self.flush()
@@ -416,14 +420,14 @@ class SqlScriptWriter:
         if self.dialect_name == "postgresql":
             self.write(PG_SCRIPT_HEADER.replace("(backup worker", f"(include_data={include_data}, backup worker", 1))
         else:
-            self.write(f"{SQLITE_HEADER}, SQLite {model.server_version}, include_data={include_data}\n"
+            self.write(f"{self.sqlite_header}, SQLite {model.server_version}, include_data={include_data}\n"
                        "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n")
 
     def footer(self) -> None:
         if self.dialect_name == "postgresql":
             self.write(f"\n--\n{PG_END_MARKER}\n--\n\n")
         else:
-            self.write(f"COMMIT;\n{SQLITE_END_MARKER}\n")
+            self.write(f"COMMIT;\n{sqlite.END_MARKER}\n")
 
     # pre-data ---------------------------------------------------------------
     def pre_data(self, model: DatabaseModel, tables: list[tuple[Table, list[ForeignKeyConstraint]]],
@@ -529,26 +533,14 @@ class SqlScriptWriter:
     def insert_rows(self, table: Table, source: RowData) -> int:
         prefix = f"INSERT INTO {self.table_name(table)} ({self.column_list(source.columns)}) VALUES\n"
         literals = sqlliterals.SqliteLiterals()
+        rows = iter(source.rows)
         count = 0
-        batch: list[Sequence[Any]] = []
-
-        def emit() -> None:
-            literals.prepare_reals(v for row in batch for v in row if type(v) is float)
-            self.write(prefix + ",\n".join(literals.row(row) for row in batch) + ";\n")
-            self.progress(phase="dump", tables=self.tables_done, rows=self.rows, bytes=self.size)
-
         try:
-            for row in source.rows:
-                batch.append(row)
-                if len(batch) >= SQLITE_ROWS_PER_INSERT:
-                    emit()
-                    count += len(batch)
-                    self.rows += len(batch)
-                    batch = []
-            if batch:
-                emit()
-                count += len(batch)
-                self.rows += len(batch)
+            while chunk := list(islice(rows, SQLITE_CHUNK_ROWS)):
+                for values in literals.values_lists(chunk, SQLITE_ROWS_PER_INSERT):
+                    self.write(f"{prefix}{values};\n")
+                count += len(chunk)
+                self.rows += len(chunk)
         finally:
             literals.close()
         return count
@@ -627,14 +619,10 @@ def _pg_data_source(raw: Any, writer: SqlScriptWriter) -> DataSource:
 
 def _sqlite_data_source(raw: sqlite3.Connection, writer: SqlScriptWriter) -> DataSource:
     def source(table: Table, columns: list[str]) -> RowData:
-        query = f"SELECT {writer.column_list(columns)} FROM {writer.table_name(table)}"  # noqa: S608 - quoted names
-
-        def rows() -> Iterable[Sequence[Any]]:
-            cursor = raw.execute(query)
-            while batch := cursor.fetchmany(SQLITE_FETCH_ROWS):
-                yield from batch
-
-        return RowData(columns=columns, rows=rows())
+        rowid = table.info.get("rowid")
+        order = f" ORDER BY {writer.preparer.quote(rowid)}" if rowid else ""  # the order a restore appends fastest
+        query = f"SELECT {writer.column_list(columns)} FROM {writer.table_name(table)}{order}"  # noqa: S608
+        return RowData(columns=columns, rows=raw.execute(query))  # the cursor streams the rows
 
     return source
 
@@ -673,12 +661,15 @@ def _dump_postgresql(target: Target, out: ByteSink, include_data: str, progress:
     return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows)
 
 
-def _dump_sqlite(target: Target, out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
-    from backup_engine.sqlite import existing_database_path, is_transient, open_read_only
+def dump_sqlite_file(path: Path, out: ByteSink, include_data: str, progress: Progress = no_progress, *,
+                     header: str = SQLITE_HEADER, failure: str = errors.FALLBACK_FAILED) -> dict[str, int]:
+    """Write the SQL script of the SQLite database file at `path` into `out`; rows per table.
 
-    path = existing_database_path(target)
+    Schema and rows are read in one read transaction (one consistent state). A locked file is
+    TargetUnavailable; any other failure is DumpError(`failure`, reason).
+    """
     try:
-        with closing(open_read_only(path)) as raw:
+        with closing(sqlite.open_read_only(path)) as raw:
             raw.text_factory = sqlliterals.decode_sqlite_text
             raw.isolation_level = None
             engine = create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
@@ -686,19 +677,23 @@ def _dump_sqlite(target: Target, out: ByteSink, include_data: str, progress: Pro
                 with engine.connect() as conn:
                     raw.execute("BEGIN")  # one read transaction: a consistent state for schema and rows
                     model = reflect_sqlite(conn)
-                    writer = SqlScriptWriter(out, "sqlite", progress=progress)
-                    table_rows = writer.write_script(model, include_data, _sqlite_data_source(raw, writer))
+                    writer = SqlScriptWriter(out, "sqlite", progress=progress, sqlite_header=header)
+                    return writer.write_script(model, include_data, _sqlite_data_source(raw, writer))
             finally:
                 engine.dispose()
     except errors.BackupError:
         raise
     except sqlite3.Error as exc:
-        if is_transient(exc):
-            raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{target.name}: {exc}") from exc
-        raise errors.DumpError(errors.FALLBACK_FAILED, f"{type(exc).__name__}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - every failure becomes the one fallback error, with its reason
-        raise errors.DumpError(errors.FALLBACK_FAILED, f"{type(exc).__name__}: {exc}") from exc
-    return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows)
+        if sqlite.is_transient(exc):
+            raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{path.name}: {exc}") from exc
+        raise errors.DumpError(failure, f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the one dump error, with its reason
+        raise errors.DumpError(failure, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _dump_sqlite(target: Target, out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
+    table_rows = dump_sqlite_file(sqlite.existing_database_path(target), out, include_data, progress)
+    return DumpResult(method=METHOD, server_version=sqlite3.sqlite_version, table_rows=table_rows)
 
 
 def dump_sql(target: Target, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
@@ -718,4 +713,4 @@ def dump_sql(target: Target, out: ByteSink, include_data: str, progress: Progres
 
 
 __all__ = ["CatalogType", "Column", "CopyData", "DataSource", "RowData", "SqlScriptWriter", "data_columns",
-           "dump_sql", "make_dialect", "reflect_postgresql", "reflect_sqlite"]
+           "dump_sql", "dump_sqlite_file", "make_dialect", "reflect_postgresql", "reflect_sqlite"]

@@ -5,23 +5,20 @@ inside one read transaction (a consistent state even while other processes write
 SQL dump is generated from such a private copy. Restores are all or nothing: the new database
 is built in a hidden temp file beside the target, checked, and copied over the target with
 the backup API in a single step, so other connections see the old or the new database,
-never a mix. The SQL is generated here rather than with `Connection.iterdump()`, which
-renders infinities as the bare word `Inf` (not valid SQL) and REALs through `quote()`, whose
-text this SQLite does not always read back to the same double.
+never a mix. The SQL text is written by the one SQLite generator, `sqlgen.dump_sqlite_file`
+(not `Connection.iterdump()`, which renders infinities as the bare word `Inf`, not valid SQL, and
+REALs through `quote()`, whose text this SQLite does not always read back to the same double).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import sqlite3
 import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from backup_engine import errors
@@ -33,15 +30,9 @@ SQL_METHOD = "sqlite-sql"
 HEADER_MARKER = "-- SQLite database dump (backup worker)"
 END_MARKER = "-- SQLite database dump complete"
 LOCK_TIMEOUT_S = 5.0
-WRITE_BLOCK = 1 << 20
-FETCH_ROWS = 500
-ROWS_PER_INSERT = 100
-FLOAT_CHECK_CHUNK = 500
 MARKER_TAIL_BYTES = 4096
 FILE_MODE = 0o600
 SIDE_FILE_SUFFIXES = ("", "-journal", "-wal", "-shm")
-ROWID_NAMES = ("rowid", "_rowid_", "oid")
-FTS_MODULE = re.compile(r"\bUSING\s+fts[345]\b", re.IGNORECASE)
 BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: what a backup step returns while the target is locked
 TRANSIENT_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY_ROLLBACK")
 
@@ -112,29 +103,6 @@ def remove_database_files(path: Path) -> None:
 
 
 # --- what a database holds ---------------------------------------------------------------
-@dataclass(frozen=True)
-class TableInfo:
-    """A user table as the dump sees it: which columns an INSERT must list, and the rowid."""
-
-    name: str
-    virtual: bool
-    columns: tuple[str, ...]
-    rowid: str | None  # the name to read/write an implicit rowid by; None when a column holds it
-
-    @property
-    def select_sql(self) -> str:
-        names = [self.rowid] if self.rowid else []
-        names += [quote_identifier(c) for c in self.columns]
-        order = f" ORDER BY {self.rowid}" if self.rowid else ""
-        return f"SELECT {', '.join(names)} FROM {quote_identifier(self.name)}{order}"  # noqa: S608 - quoted identifiers
-
-    @property
-    def insert_prefix(self) -> str:
-        names = [self.rowid] if self.rowid else []
-        names += [quote_identifier(c) for c in self.columns]
-        return f"INSERT INTO {quote_identifier(self.name)}({','.join(names)}) VALUES\n"
-
-
 def table_kinds(conn: sqlite3.Connection) -> dict[str, tuple[str, bool]]:
     """name -> (kind, without_rowid) for the main schema; kinds are table, virtual, shadow, view."""
     rows = conn.execute("SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main'").fetchall()
@@ -152,40 +120,16 @@ def schema_objects(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
             if not row[1].startswith("sqlite_") and row[1] not in shadow and row[2] not in shadow]
 
 
-def user_tables(conn: sqlite3.Connection) -> list[TableInfo]:
-    kinds = table_kinds(conn)
-    tables = []
-    for kind, name, _, sql in schema_objects(conn):
-        if kind == "table":
-            table_kind, without_rowid = kinds.get(name, ("table", False))
-            virtual = table_kind == "virtual"
-            keeps_rowid = not without_rowid and (not virtual or bool(FTS_MODULE.search(sql)))
-            tables.append(describe_table(conn, name, virtual, keeps_rowid))
-    return tables
-
-
-def describe_table(conn: sqlite3.Connection, name: str, virtual: bool, keeps_rowid: bool) -> TableInfo:
-    """Columns an INSERT sets (not generated, not hidden) and how to keep the rowid.
-
-    Rowids are kept for ordinary tables without an INTEGER PRIMARY KEY (other data may refer
-    to them) and for full-text tables, whose rowid links them to their content.
-    """
-    info = conn.execute("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?)", (name,)).fetchall()
-    columns = tuple(col for col, _, _, hidden in info if hidden == 0)
-    pk = [(col, decl) for col, decl, pk_pos, _ in info if pk_pos]
-    rowid_alias = not virtual and len(pk) == 1 and (pk[0][1] or "").strip().upper() == "INTEGER"
-    rowid = None
-    if keeps_rowid and not rowid_alias:
-        taken = {col.lower() for col, _, _, _ in info}
-        rowid = next((candidate for candidate in ROWID_NAMES if candidate not in taken), None)
-    return TableInfo(name=name, virtual=virtual, columns=columns, rowid=rowid)
+def user_table_names(conn: sqlite3.Connection) -> list[str]:
+    """The user's tables (ordinary and virtual, not shadow), in creation order."""
+    return [name for kind, name, _, _ in schema_objects(conn) if kind == "table"]
 
 
 def count_rows(conn: sqlite3.Connection) -> dict[str, int]:
     counts = {}
-    for table in user_tables(conn):
-        sql = f"SELECT count(*) FROM {quote_identifier(table.name)}"  # noqa: S608 - quoted identifier
-        counts[table.name] = conn.execute(sql).fetchone()[0]
+    for name in user_table_names(conn):
+        sql = f"SELECT count(*) FROM {quote_identifier(name)}"  # noqa: S608 - quoted identifier
+        counts[name] = conn.execute(sql).fetchone()[0]
     return counts
 
 
@@ -224,168 +168,6 @@ def verified_row_counts(path: Path) -> dict[str, int]:
 
 
 # --- SQL dump ------------------------------------------------------------------------------
-class RawText(bytes):
-    """A TEXT value that is not valid UTF-8, kept as its bytes (written as CAST(X'..' AS TEXT))."""
-
-
-def decode_text(data: bytes) -> str | RawText:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return RawText(data)
-
-
-def text_literal(value: str) -> str:
-    if "\x00" in value:  # a NUL would end the statement early inside SQLite
-        return f"CAST(X'{value.encode('utf-8').hex()}' AS TEXT)"
-    return "'" + value.replace("'", "''") + "'"
-
-
-def exact_real_literal(value: float) -> str:
-    """An expression SQLite evaluates to exactly `value`: mantissa times powers of two.
-
-    Multiplying or dividing by a power of two is exact in binary floating point, so this
-    never depends on how SQLite rounds decimal text (which this version does not do exactly).
-    """
-    fraction, exponent = math.frexp(value)
-    mantissa, exponent = int(fraction * (1 << 53)), exponent - 53
-    while mantissa % 2 == 0:
-        mantissa //= 2
-        exponent += 1
-    text = f"CAST({mantissa} AS REAL)"
-    while exponent:
-        step = min(abs(exponent), 62)
-        text += f"{'*' if exponent > 0 else '/'}{1 << step}"
-        exponent -= step if exponent > 0 else -step
-    return f"({text})"
-
-
-def plain_real_literal(value: float) -> str:
-    if math.isinf(value):
-        return "1e999" if value > 0 else "-1e999"
-    if value.is_integer() and abs(value) < 2**53:
-        return f"{int(value)}.0"
-    return repr(value)
-
-
-def real_literals(conn: sqlite3.Connection, values: set[float]) -> dict[float, str]:
-    """Literals for REALs: repr() where SQLite reads it back to the same double, else the exact form.
-
-    Checked with the same SQLite library that will run the restore, a few hundred at a time.
-    """
-    literals: dict[float, str] = {}
-    pending = list(values)
-    for start in range(0, len(pending), FLOAT_CHECK_CHUNK):
-        chunk = pending[start:start + FLOAT_CHECK_CHUNK]
-        texts = [plain_real_literal(v) for v in chunk]
-        parsed = conn.execute("SELECT " + ",".join(texts)).fetchone()
-        for value, text, back in zip(chunk, texts, parsed, strict=True):
-            literals[value] = text if type(back) is float and back == value else exact_real_literal(value)
-    return literals
-
-
-def value_literal(value: object, reals: dict[float, str]) -> str:
-    kind = type(value)
-    if value is None:
-        return "NULL"
-    if kind is int:
-        return str(value)
-    if kind is float:
-        if value == 0:  # 0.0 and -0.0 are one key in `reals`; the sign is kept here
-            return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"  # type: ignore[arg-type]
-        return reals[value]  # type: ignore[index]
-    if kind is str:
-        return text_literal(value)  # type: ignore[arg-type]
-    if kind is RawText:
-        return f"CAST(X'{value.hex()}' AS TEXT)"  # type: ignore[attr-defined]
-    if kind is bytes:
-        return f"X'{value.hex()}'"  # type: ignore[attr-defined]
-    raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"unexpected SQLite value of type {kind.__name__}")
-
-
-class BlockWriter:
-    """Collects SQL text and hands it to the sink UTF-8 encoded, in blocks of about WRITE_BLOCK."""
-
-    def __init__(self, out: ByteSink, progress: Progress) -> None:
-        self._out = out
-        self._progress = progress
-        self._parts: list[str] = []
-        self._pending = 0
-        self.size = 0
-        self.rows = 0
-        self.tables = 0
-
-    def write(self, text: str) -> None:
-        self._parts.append(text)
-        self._pending += len(text)
-        if self._pending >= WRITE_BLOCK:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._parts:
-            data = "".join(self._parts).encode("utf-8")
-            self._out.write(data)
-            self.size += len(data)
-            self._parts, self._pending = [], 0
-            self._progress(phase="dump", tables=self.tables, rows=self.rows, bytes=self.size)
-
-
-def write_table_rows(conn: sqlite3.Connection, table: TableInfo, writer: BlockWriter) -> int:
-    """INSERT statements of ROWS_PER_INSERT rows each; returns the number of rows written."""
-    cursor = conn.execute(table.select_sql)
-    count = 0
-    while rows := cursor.fetchmany(FETCH_ROWS):
-        reals = real_literals(conn, {v for row in rows for v in row if type(v) is float})
-        for start in range(0, len(rows), ROWS_PER_INSERT):
-            batch = rows[start:start + ROWS_PER_INSERT]
-            values = ",\n".join("(" + ",".join(value_literal(v, reals) for v in row) + ")" for row in batch)
-            writer.write(f"{table.insert_prefix}{values};\n")
-        count += len(rows)
-        writer.rows += len(rows)
-    return count
-
-
-def write_sequence(conn: sqlite3.Connection, writer: BlockWriter) -> None:
-    """AUTOINCREMENT positions, which may be past the largest key still in the table."""
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()
-    rows = conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall() if exists else []
-    if not rows:
-        return
-    writer.write('DELETE FROM "sqlite_sequence";\n')
-    for name, seq in rows:
-        writer.write(f'INSERT INTO "sqlite_sequence"("name","seq") VALUES({value_literal(name, {})},'
-                     f'{value_literal(seq, {})});\n')
-
-
-def write_dump(conn: sqlite3.Connection, include_data: str, writer: BlockWriter) -> dict[str, int]:
-    """The whole dump: schema objects in an order that restores (tables, data, indexes, views,
-    triggers, so no trigger fires on restored rows), inside one transaction, then the end marker."""
-    writer.write(f"{HEADER_MARKER}, SQLite {sqlite3.sqlite_version}, include_data={include_data}\n"
-                 "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n")
-    objects = schema_objects(conn)
-    tables = user_tables(conn)
-    if include_data != "data":
-        for pragma in ("user_version", "application_id"):
-            writer.write(f"PRAGMA {pragma}={int(conn.execute(f'PRAGMA {pragma}').fetchone()[0])};\n")
-        for kind, _, _, sql in objects:
-            if kind == "table":
-                writer.write(f"{sql};\n")
-    table_rows = {table.name: 0 for table in tables}
-    if include_data != "schema":
-        for table in tables:
-            table_rows[table.name] = write_table_rows(conn, table, writer)
-            writer.tables += 1
-        write_sequence(conn, writer)
-    if include_data != "data":
-        for wanted in ("index", "view", "trigger"):
-            for kind, _, _, sql in objects:
-                if kind == wanted:
-                    writer.write(f"{sql};\n")
-    writer.write(f"COMMIT;\n{END_MARKER}\n")
-    writer.flush()
-    return table_rows
-
-
 def check_include_data(include_data: str) -> None:
     if include_data not in INCLUDE_DATA_MODES:
         raise errors.InvalidRequest(errors.UNKNOWN_INCLUDE_DATA, repr(include_data))
@@ -396,18 +178,15 @@ def dump_sql(target: Target, out: ByteSink, include_data: str, progress: Progres
 
     Dumping from a snapshot keeps the source's read lock short and the dump consistent.
     """
+    from backup_engine.sqlgen import dump_sqlite_file  # sqlgen imports this module: imported when used
+
     check_include_data(include_data)
     with tempfile.TemporaryDirectory(prefix="sqlite-dump-") as folder:  # mkdtemp: mode 0700
         snap = Path(folder) / "snapshot.sqlite3"
         os.close(os.open(snap, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
         snapshot_result = snapshot(target, snap)
-        writer = BlockWriter(out, progress)
-        try:
-            with closing(open_read_only(snap)) as conn:
-                conn.text_factory = decode_text
-                table_rows = write_dump(conn, include_data, writer)
-        except sqlite3.Error as exc:
-            raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"SQL dump: {exc}") from exc
+        table_rows = dump_sqlite_file(snap, out, include_data, progress, header=HEADER_MARKER,
+                                      failure=errors.NATIVE_BACKUP_FAILED)
     expected = {name: (0 if include_data == "schema" else rows) for name, rows in snapshot_result.table_rows.items()}
     if table_rows != expected:
         raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, "rows written differ from the snapshot's row counts")
@@ -526,8 +305,8 @@ def start_from_emptied_copy(conn: sqlite3.Connection, path: Path) -> list[str]:
     triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY rowid").fetchall()
     for name, _ in triggers:
         conn.execute(f"DROP TRIGGER {quote_identifier(name)}")
-    for table in user_tables(conn):
-        conn.execute(f"DELETE FROM {quote_identifier(table.name)}")  # noqa: S608 - quoted identifiers
+    for name in user_table_names(conn):
+        conn.execute(f"DELETE FROM {quote_identifier(name)}")  # noqa: S608 - quoted identifiers
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
         conn.execute("DELETE FROM sqlite_sequence")
     return [sql for _, sql in triggers if sql]

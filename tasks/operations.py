@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from backup_engine import errors
 from backup_engine.artifacts import BackupStore
 from backup_engine.backup import create_backup
+from backup_engine.convert import convert_backup
 from backup_engine.dumpinfo import Progress, no_progress
 from backup_engine.imports import import_upload
 from backup_engine.restore import restore_backup
 from backup_engine.retention import prune as prune_store
+from backup_engine.targets import SUPPORTED_DIALECTS
 from backup_engine.verify import verify_backup
 from config.settings import Settings
 from tasks.locks import target_lock
@@ -26,11 +29,43 @@ def store_for(settings: Settings) -> BackupStore:
 
 
 def create(settings: Settings, *, target: str = "default", format: str = "sql", include_data: str = "full",
-           method: str = "auto", progress: Progress = no_progress) -> dict[str, Any]:
+           method: str = "auto", progress: Progress = no_progress, with_twin: bool = True) -> dict[str, Any]:
+    """A backup; a JSON one also gets its `.sql` twin (named under `companions`) unless the
+    caller converts separately (the Celery chain does, as a step of its own)."""
     chosen = settings.target(target)
     with target_lock(settings, chosen.name):
-        return create_backup(chosen, store_for(settings), format=format, include_data=include_data, method=method,
-                             tools=settings.tools, prefix=settings.file_prefix, progress=progress)
+        manifest = create_backup(chosen, store_for(settings), format=format, include_data=include_data,
+                                 method=method, tools=settings.tools, prefix=settings.file_prefix, progress=progress)
+    if format == "json" and with_twin:
+        twin = convert(settings, backup_filename=manifest["backup_filename"], progress=progress)
+        manifest = with_companion(manifest, twin)
+    return manifest
+
+
+def convert(settings: Settings, *, backup_filename: str, dialect: str | None = None,
+            progress: Progress = no_progress) -> dict[str, Any]:
+    """The `.sql` of a JSON backup, published beside it (for its own dialect or another)."""
+    if dialect is not None and dialect not in SUPPORTED_DIALECTS:
+        choices = ", ".join(SUPPORTED_DIALECTS)
+        raise errors.InvalidRequest(errors.UNSUPPORTED_DIALECT, f"{dialect!r} (choose from {choices})")
+    return convert_backup(store_for(settings), backup_filename, dialect, progress=progress)
+
+
+def with_companion(manifest: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
+    return {**manifest, "companions": [*manifest.get("companions", []), twin["backup_filename"]]}
+
+
+def find_twin(settings: Settings, backup_filename: str, dialect: str) -> str | None:
+    """A published `.sql` converted from this JSON backup for `dialect`, if one still verifies."""
+    store = store_for(settings)
+    for record in store.list():
+        if record.get("converted_from") == backup_filename and record.get("dialect") == dialect:
+            try:
+                store.verified(record["backup_filename"])
+            except errors.BackupError:
+                continue
+            return record["backup_filename"]
+    return None
 
 
 def restore(settings: Settings, *, backup_filename: str, target: str = "default",

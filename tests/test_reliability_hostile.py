@@ -346,8 +346,8 @@ HOSTILE_FILES = [
     ("CSV zip", lambda lab: _csv_zip(), "export only"),
     ("SQLite file into PostgreSQL", lambda lab: lab["lite"].read_bytes(), "restores only into SQLite"),
     ("JSON", lambda lab: json.dumps({"tables": {"x; DROP TABLE customers; --": []}}).encode(),
-     errors.NOT_IMPLEMENTED_FORMAT),
-    ("JSON bomb: huge string", lambda lab: b'{"a": "' + b"x" * 20_000_000 + b'"}', errors.NOT_IMPLEMENTED_FORMAT),
+     errors.JSON_CONVERSION_FAILED),
+    ("JSON bomb: huge string", lambda lab: b'{"a": "' + b"x" * 20_000_000 + b'"}', errors.JSON_CONVERSION_FAILED),
     ("JSON bomb: deep nesting", lambda lab: b"[" * 200_000 + b"]" * 200_000, errors.RESTORE_FAILED),
     ("psql \\c to another database", lambda lab: f"\\c {lab['urls']['other'].rsplit('/', 1)[1]}\n"
                                                  "DROP TABLE keep_me;\n".encode(), "meta-command"),

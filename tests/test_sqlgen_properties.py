@@ -238,9 +238,10 @@ def test_random_postgresql_tables_round_trip(pg_pair, tmp_path, table, schema):
                 sql.Identifier(schema), sql.Identifier(name),
                 sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns)))
             for row in rows:
+                # With parameters, psycopg2 reads every % as a placeholder: names get theirs doubled.
                 cur.execute(sql.SQL("INSERT INTO {}.{} ({}) VALUES ({})").format(
-                    sql.Identifier(schema), sql.Identifier(name),
-                    sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns),
+                    sql.Identifier(schema.replace("%", "%%")), sql.Identifier(name.replace("%", "%%")),
+                    sql.SQL(", ").join(sql.Identifier(c.replace("%", "%%")) for c, _ in columns),
                     sql.SQL(", ").join(sql.SQL("(%s)::" + t) for _, t in columns)),
                     [adapt(v, t) for v, (_, t) in zip(row, columns, strict=True)])
         conn.commit()

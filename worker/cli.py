@@ -18,6 +18,7 @@ from typing import Any
 
 from backup_engine.dumpinfo import INCLUDE_DATA_MODES, METHODS
 from backup_engine.errors import BackupError
+from backup_engine.targets import SUPPORTED_DIALECTS
 
 EXIT_FAILED = 1
 POLL_S = 0.5
@@ -37,12 +38,14 @@ COMMANDS = {
     "backup": Command("backups.create", "create", options=("target", "format", "include_data", "method")),
     "restore": Command("backups.restore", "restore", positional=("backup_filename",), options=("target",)),
     "restore-upload": Command("backups.restore_upload", "restore_upload", positional=("path",), options=("target",)),
+    "convert": Command("backups.convert_json_to_sql", "convert", positional=("backup_filename",),
+                       options=("dialect",)),
     "verify": Command("backups.verify", "verify", positional=("backup_filename",)),
     "list": Command("backups.list", "list_backups", options=("target",)),
     "prune": Command("backups.prune", "prune", options=("target",)),
 }
 OPTION_DEFAULTS = {"format": "sql", "include_data": "full", "method": "auto"}
-OPTION_CHOICES = {"include_data": INCLUDE_DATA_MODES, "method": METHODS}
+OPTION_CHOICES = {"include_data": INCLUDE_DATA_MODES, "method": METHODS, "dialect": SUPPORTED_DIALECTS}
 TARGET_DEFAULT = {"backup": "default", "restore": "default", "restore-upload": "default"}
 
 
