@@ -24,7 +24,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+## bench: every path against pg_dump / psql / sqlite3 at 1M rows and 5x (prints a table, writes bench/results/)
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench
 
 clean:

@@ -50,7 +50,7 @@ def test_the_cli_shows_progress_on_a_terminal(tmp_path, pg_server, redis_server,
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b"
-                    " FROM generate_series(1, 400000) g")
+                    " FROM generate_series(1, 1000000) g")
     conn.close()
     env = clean_environment(BACKUP_DATABASE_URL=url, CELERY_BROKER_URL=redis_server.url,
                             CELERY_RESULT_BACKEND=redis_server.url, BACKUP_DIR=str(tmp_path / "b"),
@@ -73,7 +73,7 @@ def test_the_cli_shows_progress_on_a_terminal(tmp_path, pg_server, redis_server,
         stdout = process.communicate(timeout=30)[0]
         os.close(primary)
         assert process.returncode == 0, shown.decode(errors="replace")
-        assert json.loads(stdout)["rows"] == 400000
+        assert json.loads(stdout)["rows"] == 1000000
         assert b"PROGRESS" in shown and b"phase=" in shown
     finally:
         worker.stop()

@@ -21,7 +21,7 @@ from backup_engine.errors import BackupError
 from backup_engine.targets import SUPPORTED_DIALECTS
 
 EXIT_FAILED = 1
-POLL_S = 0.5
+POLL_S = 0.2
 
 
 @dataclass(frozen=True)
