@@ -105,8 +105,6 @@ def _write(target: Target, artifact: PendingArtifact, format: str, include_data:
         from backup_engine import csv_format
 
         return csv_format.export(target, artifact.stream(), include_data, progress)
-    if format != "sql":
-        raise errors.InvalidRequest(errors.NOT_IMPLEMENTED_FORMAT, format)
     if method == "sqlalchemy":
         return _fallback(target, artifact, include_data, progress)
     try:

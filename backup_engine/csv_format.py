@@ -62,12 +62,9 @@ def export(target: Target, out: ByteSink, include_data: str, progress: Progress 
 
 
 def _export_postgresql(target: Target, out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
-    import psycopg2
-    import psycopg2.extensions
     from psycopg2 import sql
 
-    from backup_engine.json_format import PG_SESSION
-    from backup_engine.pgconnect import classify_failure, connect
+    from backup_engine.pgconnect import snapshot_connection
 
     listing = """
         SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
@@ -79,45 +76,30 @@ def _export_postgresql(target: Target, out: ByteSink, include_data: str, progres
           AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid
                           AND e.deptype = 'e')
         ORDER BY 1, 2"""
-    try:
-        with connect(target) as raw:
-            raw.autocommit = True
-            with raw.cursor() as cur:
-                for setting in PG_SESSION:
-                    cur.execute(setting)
-            raw.autocommit = False
-            raw.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
-            with raw.cursor() as cur:
-                cur.execute("SHOW server_version")
-                version = cur.fetchone()[0]
-                cur.execute(listing)
-                tables = cur.fetchall()
-            entries = []
-            with _open_zip(out) as archive:
-                for index, (schema, name, display, columns) in enumerate(tables):
-                    entry = _entry_name(index, f"{schema}.{name}")
-                    select = sql.SQL("SELECT {} FROM ONLY {}").format(
-                        sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns else sql.SQL(""),
-                        sql.Identifier(schema, name)).as_string(raw)
-                    if include_data == "schema":
-                        select += " LIMIT 0"
-                    query = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER, FORCE_QUOTE *)"
-                    with archive.open(entry, "w", force_zip64=True) as member, \
-                            io.BufferedWriter(_Raw(member), buffer_size=BLOCK) as buffered, raw.cursor() as cur:
-                        cur.copy_expert(query, buffered, size=BLOCK)
-                        buffered.flush()
-                        rows = max(cur.rowcount, 0)
-                    entries.append({"table": display, "file": entry, "columns": list(columns), "rows": rows})
-                    progress(phase="dump", tables=index + 1, rows=sum(e["rows"] for e in entries))
-                archive.writestr(MANIFEST_NAME, _manifest("postgresql", version, include_data, entries))
-            raw.rollback()
-    except errors.BackupError:
-        raise
-    except psycopg2.OperationalError as exc:
-        raise classify_failure(str(exc), default=errors.DumpError, default_message=errors.NATIVE_BACKUP_FAILED,
-                               target=target) from exc
-    except Exception as exc:  # noqa: BLE001
-        raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"CSV export: {type(exc).__name__}: {exc}") from exc
+    with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "CSV export: ") as raw:
+        with raw.cursor() as cur:
+            cur.execute("SHOW server_version")
+            version = cur.fetchone()[0]
+            cur.execute(listing)
+            tables = cur.fetchall()
+        entries = []
+        with _open_zip(out) as archive:
+            for index, (schema, name, display, columns) in enumerate(tables):
+                entry = _entry_name(index, f"{schema}.{name}")
+                select = sql.SQL("SELECT {} FROM ONLY {}").format(
+                    sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns else sql.SQL(""),
+                    sql.Identifier(schema, name)).as_string(raw)
+                if include_data == "schema":
+                    select += " LIMIT 0"
+                query = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER, FORCE_QUOTE *)"
+                with archive.open(entry, "w", force_zip64=True) as member, \
+                        io.BufferedWriter(_Raw(member), buffer_size=BLOCK) as buffered, raw.cursor() as cur:
+                    cur.copy_expert(query, buffered, size=BLOCK)
+                    buffered.flush()
+                    rows = max(cur.rowcount, 0)
+                entries.append({"table": display, "file": entry, "columns": list(columns), "rows": rows})
+                progress(phase="dump", tables=index + 1, rows=sum(e["rows"] for e in entries))
+            archive.writestr(MANIFEST_NAME, _manifest("postgresql", version, include_data, entries))
     return DumpResult(method=METHOD_PG, server_version=version,
                       table_rows={e["table"]: e["rows"] for e in entries})
 

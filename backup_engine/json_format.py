@@ -70,12 +70,6 @@ FIRST_LINE = re.compile(rb'^\{"format": ("(?:[^"\\]|\\.)*"), "version": (-?\d+),
 ROWS_SUFFIX = b', "rows": [\n'
 CONTROL_BYTES = re.compile(rb"[\x00-\x09\x0b-\x1f]")
 # The session pg_dump uses, plus hex bytea: the texts the server renders do not depend on settings.
-PG_SESSION = ("SET search_path = pg_catalog", "SET client_encoding = 'UTF8'", "SET DateStyle = ISO",
-              "SET IntervalStyle = postgres", "SET extra_float_digits = 3", "SET TimeZone = 'UTC'",
-              "SET bytea_output = hex", "SET statement_timeout = 0", "SET lock_timeout = 0",
-              "SET idle_in_transaction_session_timeout = 0")
-
-
 def conversion_error(detail: str) -> errors.ConversionError:
     return errors.ConversionError(errors.JSON_CONVERSION_FAILED, detail)
 
@@ -326,40 +320,18 @@ ORDER BY 1, 2, 3"""
 def export_postgresql(target: Target, out: ByteSink, include_data: str,
                       progress: Progress = no_progress) -> DumpResult:
     """Write the JSON document of a PostgreSQL target into `out`; rows are rendered by the server."""
-    import psycopg2
-    import psycopg2.extensions
-
-    from backup_engine.pgconnect import classify_failure, connect
+    from backup_engine.pgconnect import snapshot_connection, sqlalchemy_connection
     from backup_engine.sqlgen import reflect_postgresql
 
-    try:
-        with connect(target) as raw:
-            raw.autocommit = True
-            with raw.cursor() as cur:
-                for setting in PG_SESSION:
-                    cur.execute(setting)
-            raw.autocommit = False
-            raw.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
-            engine = create_engine("postgresql+psycopg2://", creator=lambda: raw, poolclass=StaticPool)
-            try:
-                with engine.connect() as conn:
-                    model = reflect_postgresql(conn)
-                    with raw.cursor() as cur:
-                        column_kinds = json_values.pg_column_kinds(cur)
-                        cur.execute(PG_PORTABLE_INDEXES_SQL)
-                        indexes = [{"table": f"{s}.{t}", "name": name, "unique": unique, "columns": list(cols)}
-                                   for s, t, name, unique, cols in cur.fetchall()]
-                    result = _write_postgresql(raw, model, column_kinds, indexes, out, include_data, progress)
-                    raw.rollback()
-            finally:
-                engine.dispose()
-    except errors.BackupError:
-        raise
-    except psycopg2.OperationalError as exc:
-        raise classify_failure(str(exc), default=errors.DumpError, default_message=errors.NATIVE_BACKUP_FAILED,
-                               target=target) from exc
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one dump error with its reason
-        raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"JSON export: {type(exc).__name__}: {exc}") from exc
+    with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
+            sqlalchemy_connection(raw) as conn:
+        model = reflect_postgresql(conn)
+        with raw.cursor() as cur:
+            column_kinds = json_values.pg_column_kinds(cur)
+            cur.execute(PG_PORTABLE_INDEXES_SQL)
+            indexes = [{"table": f"{s}.{t}", "name": name, "unique": unique, "columns": list(cols)}
+                       for s, t, name, unique, cols in cur.fetchall()]
+        result = _write_postgresql(raw, model, column_kinds, indexes, out, include_data, progress)
     return result
 
 

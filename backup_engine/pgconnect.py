@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import psycopg2
+import psycopg2.extensions
 from sqlalchemy.engine import URL
 
 from backup_engine import errors
@@ -76,6 +77,53 @@ def scrub(message: str, target: Target) -> str:
         for form in {password, _pgpass_escape(password), quote(password, safe=""), quote_plus(password)}:
             text = text.replace(form, "***")
     return text[-4000:]
+
+
+# The session every exporter reads in: names always schema-qualified, values in fixed formats.
+READ_SESSION = ("SET search_path = pg_catalog", "SET client_encoding = 'UTF8'", "SET DateStyle = ISO",
+                "SET IntervalStyle = postgres", "SET extra_float_digits = 3", "SET TimeZone = 'UTC'",
+                "SET bytea_output = hex", "SET statement_timeout = 0", "SET lock_timeout = 0",
+                "SET idle_in_transaction_session_timeout = 0")
+
+
+@contextmanager
+def snapshot_connection(target: Target, failure_message: str, what: str = "") -> Iterator[Any]:
+    """A psycopg2 connection in one REPEATABLE READ, read-only transaction (a consistent
+    snapshot for schema and rows alike) with READ_SESSION's settings.
+
+    Any failure inside the block becomes DumpError(failure_message, what + reason), or
+    TargetUnavailable when the server went away.
+    """
+    try:
+        with connect(target) as raw:
+            raw.autocommit = True
+            with raw.cursor() as cur:
+                for setting in READ_SESSION:
+                    cur.execute(setting)
+            raw.autocommit = False
+            raw.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+            yield raw  # closing the connection ends the read-only transaction
+    except errors.BackupError:
+        raise
+    except psycopg2.OperationalError as exc:
+        raise classify_failure(str(exc), default=errors.DumpError, default_message=failure_message,
+                               target=target) from exc
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one dump error, with its reason
+        raise errors.DumpError(failure_message, f"{what}{type(exc).__name__}: {exc}") from exc
+
+
+@contextmanager
+def sqlalchemy_connection(raw: Any) -> Iterator[Any]:
+    """A SQLAlchemy connection over an open psycopg2 connection (for reflection in its snapshot)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    engine = create_engine("postgresql+psycopg2://", creator=lambda: raw, poolclass=StaticPool)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 @contextmanager

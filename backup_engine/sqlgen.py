@@ -70,17 +70,6 @@ SQLITE_ROWS_PER_INSERT = 100
 SQLITE_CHUNK_ROWS = 500  # rows read and their REALs checked at a time
 
 # pg_dump's session settings: exact floats, ISO dates, no timeouts, UTF-8.
-PG_DUMP_SESSION = (
-    "SET search_path = pg_catalog",
-    "SET client_encoding = 'UTF8'",
-    "SET DateStyle = ISO",
-    "SET IntervalStyle = postgres",
-    "SET extra_float_digits = 3",
-    "SET TimeZone = 'UTC'",
-    "SET statement_timeout = 0",
-    "SET lock_timeout = 0",
-    "SET idle_in_transaction_session_timeout = 0",
-)
 PG_SCRIPT_HEADER = """--
 -- PostgreSQL database dump (backup worker, SQLAlchemy fallback)
 --
@@ -628,36 +617,12 @@ def _sqlite_data_source(raw: sqlite3.Connection, writer: SqlScriptWriter) -> Dat
 
 
 def _dump_postgresql(target: Target, out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
-    import psycopg2
-    import psycopg2.extensions
+    from backup_engine.pgconnect import snapshot_connection, sqlalchemy_connection
 
-    from backup_engine.pgconnect import classify_failure, connect
-
-    try:
-        with connect(target) as raw:
-            raw.autocommit = True
-            with raw.cursor() as cur:
-                for setting in PG_DUMP_SESSION:
-                    cur.execute(setting)
-            raw.autocommit = False
-            raw.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
-            engine = create_engine("postgresql+psycopg2://", creator=lambda: raw, poolclass=StaticPool)
-            try:
-                with engine.connect() as conn:
-                    model = reflect_postgresql(conn)
-                    writer = SqlScriptWriter(out, "postgresql", reserved_words=model.extras.reserved_words,
-                                             progress=progress)
-                    table_rows = writer.write_script(model, include_data, _pg_data_source(raw, writer))
-                    raw.rollback()
-            finally:
-                engine.dispose()
-    except errors.BackupError:
-        raise
-    except psycopg2.OperationalError as exc:
-        raise classify_failure(str(exc), default=errors.DumpError, default_message=errors.FALLBACK_FAILED,
-                               target=target) from exc
-    except Exception as exc:  # noqa: BLE001 - every failure becomes the one fallback error, with its reason
-        raise errors.DumpError(errors.FALLBACK_FAILED, f"{type(exc).__name__}: {exc}") from exc
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, sqlalchemy_connection(raw) as conn:
+        model = reflect_postgresql(conn)
+        writer = SqlScriptWriter(out, "postgresql", reserved_words=model.extras.reserved_words, progress=progress)
+        table_rows = writer.write_script(model, include_data, _pg_data_source(raw, writer))
     return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows)
 
 
