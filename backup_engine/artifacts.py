@@ -75,6 +75,13 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def tail_of(path: Path, size: int = 4096) -> bytes:
+    """The last `size` bytes of a file (where dumps keep their end marker)."""
+    with path.open("rb") as handle:
+        handle.seek(max(0, os.fstat(handle.fileno()).st_size - size))
+        return handle.read()
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

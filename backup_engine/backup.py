@@ -141,14 +141,13 @@ def _fallback(target: Target, artifact: PendingArtifact, include_data: str, prog
 
 
 def _check_fallback_output(target: Target, artifact: PendingArtifact) -> None:
-    """The fallback's file must be as complete as a native one: non-empty, with its end marker."""
-    marker = native(target.dialect).END_MARKER
-    marker = marker if isinstance(marker, bytes) else marker.encode()
+    """The fallback's file must be as complete as a native one: non-empty, with its end marker
+    (the same check a restore makes before it runs the file)."""
     stream = artifact.stream()
     stream.flush()
     if stream.size == 0:
         raise errors.DumpError(errors.FALLBACK_FAILED, errors.EMPTY_DUMP)
-    with open(artifact.temp_path, "rb") as handle:
-        handle.seek(max(0, stream.size - 4096))
-        if marker not in handle.read():
-            raise errors.DumpError(errors.FALLBACK_FAILED, errors.INCOMPLETE_DUMP)
+    try:
+        native(target.dialect).require_end_marker(artifact.temp_path)
+    except errors.RestoreError as exc:
+        raise errors.DumpError(errors.FALLBACK_FAILED, errors.INCOMPLETE_DUMP) from exc

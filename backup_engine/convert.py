@@ -401,11 +401,15 @@ def create_json_backup_with_twin(target: Any, store: BackupStore, *, include_dat
     from backup_engine.backup import create_backup
 
     manifest = create_backup(target, store, format="json", include_data=include_data, progress=progress, **kwargs)
-    twin = convert_backup(store, manifest["backup_filename"], progress=progress)
-    return {**manifest, "companions": [twin["backup_filename"]], "companion_manifests": [twin]}
+    return with_companion(manifest, convert_backup(store, manifest["backup_filename"], progress=progress))
 
 
-def sql_for_restore(store: BackupStore, path: Path, dialect: str, artifact: Any) -> dict[str, Any]:
+def with_companion(manifest: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
+    """A JSON backup's manifest naming its `.sql` twin under `companions`."""
+    return {**manifest, "companions": [*manifest.get("companions", []), twin["backup_filename"]]}
+
+
+def sql_for_restore(path: Path, dialect: str, artifact: Any) -> dict[str, Any]:
     """Convert the (verified) JSON backup at `path` into `artifact` (a pending temp file) for a restore."""
     reader = read_document(path)
     result = write_sql(reader, artifact.stream(), dialect, None)
@@ -413,4 +417,5 @@ def sql_for_restore(store: BackupStore, path: Path, dialect: str, artifact: Any)
     return result
 
 
-__all__ = ["convert_backup", "convert_json_to_sql", "create_json_backup_with_twin", "sql_for_restore", "write_sql"]
+__all__ = ["convert_backup", "convert_json_to_sql", "create_json_backup_with_twin", "sql_for_restore", "with_companion",
+           "write_sql"]

@@ -19,12 +19,11 @@ import re
 import sqlite3
 import zipfile
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from backup_engine import errors, sqlliterals
+from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.targets import Target
 
@@ -130,53 +129,33 @@ def _sqlite_field(value: Any) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def _sqlite_tables(conn: sqlite3.Connection) -> list[str]:
-    """User tables (ordinary and virtual; not internal or shadow ones) in creation order."""
-    kinds = dict(conn.execute("SELECT name, type FROM pragma_table_list WHERE schema = 'main'").fetchall())
-    names = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL"
-                         " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid").fetchall()
-    return [name for (name,) in names if kinds.get(name) in ("table", "virtual")]
-
-
 def _export_sqlite(target: Target, out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
-    from backup_engine.sqlite import existing_database_path, is_transient, open_read_only
+    from backup_engine.sqlite import existing_database_path, quote_identifier, snapshot_connection, user_table_names
 
     path = existing_database_path(target)
     entries = []
-    try:
-        with closing(open_read_only(path)) as conn:
-            conn.text_factory = sqlliterals.decode_sqlite_text
-            conn.execute("BEGIN")
-            with _open_zip(out) as archive:
-                for index, table_name in enumerate(_sqlite_tables(conn)):
-                    entry = _entry_name(index, table_name)
-                    columns = [name for name, hidden in conn.execute(
-                        "SELECT name, hidden FROM pragma_table_xinfo(?)", (table_name,)).fetchall() if hidden == 0]
-                    rows = 0
-                    with archive.open(entry, "w", force_zip64=True) as member:
-                        member.write((",".join(_sqlite_field(c) for c in columns) + "\n").encode("utf-8"))
-                        if include_data != "schema" and columns:
-                            names = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
-                            quoted = '"' + table_name.replace('"', '""') + '"'
-                            cursor = conn.execute(f"SELECT {names} FROM {quoted}")  # noqa: S608 - quoted names
-                            parts: list[str] = []
-                            while batch := cursor.fetchmany(1000):
-                                parts.extend(",".join(_sqlite_field(v) for v in row) + "\n" for row in batch)
-                                rows += len(batch)
-                                if len(parts) >= 5000:
-                                    member.write("".join(parts).encode("utf-8"))
-                                    parts = []
+    with snapshot_connection(path, errors.NATIVE_BACKUP_FAILED, "CSV export: ") as conn, _open_zip(out) as archive:
+        for index, table_name in enumerate(user_table_names(conn)):
+            entry = _entry_name(index, table_name)
+            columns = [name for name, hidden in conn.execute(
+                "SELECT name, hidden FROM pragma_table_xinfo(?)", (table_name,)).fetchall() if hidden == 0]
+            rows = 0
+            with archive.open(entry, "w", force_zip64=True) as member:
+                member.write((",".join(_sqlite_field(c) for c in columns) + "\n").encode("utf-8"))
+                if include_data != "schema" and columns:
+                    names = ", ".join(quote_identifier(c) for c in columns)
+                    cursor = conn.execute(f"SELECT {names} FROM {quote_identifier(table_name)}")  # noqa: S608
+                    parts: list[str] = []
+                    while batch := cursor.fetchmany(1000):
+                        parts.extend(",".join(_sqlite_field(v) for v in row) + "\n" for row in batch)
+                        rows += len(batch)
+                        if len(parts) >= 5000:
                             member.write("".join(parts).encode("utf-8"))
-                    entries.append({"table": table_name, "file": entry, "columns": columns, "rows": rows})
-                    progress(phase="dump", tables=index + 1, rows=sum(e["rows"] for e in entries))
-                archive.writestr(MANIFEST_NAME, _manifest("sqlite", sqlite3.sqlite_version, include_data, entries))
-            conn.execute("COMMIT")
-    except errors.BackupError:
-        raise
-    except sqlite3.Error as exc:
-        if is_transient(exc):
-            raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{target.name}: {exc}") from exc
-        raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"CSV export: {exc}") from exc
+                            parts = []
+                    member.write("".join(parts).encode("utf-8"))
+            entries.append({"table": table_name, "file": entry, "columns": columns, "rows": rows})
+            progress(phase="dump", tables=index + 1, rows=sum(e["rows"] for e in entries))
+        archive.writestr(MANIFEST_NAME, _manifest("sqlite", sqlite3.sqlite_version, include_data, entries))
     return DumpResult(method=METHOD_SQLITE, server_version=sqlite3.sqlite_version,
                       table_rows={e["table"]: e["rows"] for e in entries})
 

@@ -32,7 +32,6 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,15 +47,14 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     UniqueConstraint,
-    create_engine,
     literal_column,
 )
-from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import DefaultClause
 
-from backup_engine import errors, json_values, sqlliterals
+from backup_engine import errors, json_values
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.sqlgen import CatalogType, data_columns
+from backup_engine.sqlite import quote_identifier
 from backup_engine.sqlmodel import DatabaseModel, extras_from_dict, extras_to_dict
 from backup_engine.targets import Target
 
@@ -320,11 +318,11 @@ ORDER BY 1, 2, 3"""
 def export_postgresql(target: Target, out: ByteSink, include_data: str,
                       progress: Progress = no_progress) -> DumpResult:
     """Write the JSON document of a PostgreSQL target into `out`; rows are rendered by the server."""
-    from backup_engine.pgconnect import snapshot_connection, sqlalchemy_connection
-    from backup_engine.sqlgen import reflect_postgresql
+    from backup_engine.pgconnect import snapshot_connection
+    from backup_engine.sqlgen import reflect_postgresql, sqlalchemy_connection
 
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
-            sqlalchemy_connection(raw) as conn:
+            sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
         model = reflect_postgresql(conn)
         with raw.cursor() as cur:
             column_kinds = json_values.pg_column_kinds(cur)
@@ -403,32 +401,13 @@ def _sqlite_indexes(raw: sqlite3.Connection) -> list[dict[str, Any]]:
 
 def export_sqlite(target: Target, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
     """Write the JSON document of a SQLite target into `out`, in one read transaction."""
-    from backup_engine.sqlgen import reflect_sqlite
-    from backup_engine.sqlite import existing_database_path, is_transient, open_read_only
+    from backup_engine.sqlgen import reflect_sqlite, sqlalchemy_connection
+    from backup_engine.sqlite import existing_database_path, snapshot_connection
 
     path = existing_database_path(target)
-    try:
-        with closing(open_read_only(path)) as raw:
-            raw.text_factory = sqlliterals.decode_sqlite_text
-            raw.isolation_level = None
-            engine = create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
-            try:
-                with engine.connect() as conn:
-                    raw.execute("BEGIN")
-                    model = reflect_sqlite(conn)
-                    result = _write_sqlite(raw, model, out, include_data, progress)
-                    raw.execute("COMMIT")
-            finally:
-                engine.dispose()
-    except errors.BackupError:
-        raise
-    except sqlite3.Error as exc:
-        if is_transient(exc):
-            raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{target.name}: {exc}") from exc
-        raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"JSON export: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"JSON export: {type(exc).__name__}: {exc}") from exc
-    return result
+    with snapshot_connection(path, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
+            sqlalchemy_connection(raw, "sqlite://") as conn:
+        return _write_sqlite(raw, reflect_sqlite(conn), out, include_data, progress)
 
 
 def _write_sqlite(raw: sqlite3.Connection, model: DatabaseModel, out: ByteSink, include_data: str,
@@ -450,8 +429,8 @@ def _write_sqlite(raw: sqlite3.Connection, model: DatabaseModel, out: ByteSink, 
         writer.open_table(key, columns)
         column_kinds = [kinds[key].get(name, ("any", None))[0] for name in columns]
         bytes_at = [i for i, kind in enumerate(column_kinds) if kind == "bytes"]
-        names = ", ".join(_sqlite_quote(name) for name in columns) or "1"
-        cursor = raw.execute(f"SELECT {names} FROM {_sqlite_quote(table.name)}")  # noqa: S608 - quoted names
+        names = ", ".join(quote_identifier(name) for name in columns) or "1"
+        cursor = raw.execute(f"SELECT {names} FROM {quote_identifier(table.name)}")  # noqa: S608 - quoted names
         rows = 0
         parts: list[str] = []
         size = 0
@@ -484,10 +463,6 @@ def _write_sqlite(raw: sqlite3.Connection, model: DatabaseModel, out: ByteSink, 
 
 
 _JSON_NATIVE = (int, float, str, type(None))
-
-
-def _sqlite_quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # --- reading ------------------------------------------------------------------------------------------------

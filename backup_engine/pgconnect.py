@@ -113,20 +113,6 @@ def snapshot_connection(target: Target, failure_message: str, what: str = "") ->
 
 
 @contextmanager
-def sqlalchemy_connection(raw: Any) -> Iterator[Any]:
-    """A SQLAlchemy connection over an open psycopg2 connection (for reflection in its snapshot)."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import StaticPool
-
-    engine = create_engine("postgresql+psycopg2://", creator=lambda: raw, poolclass=StaticPool)
-    try:
-        with engine.connect() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
-@contextmanager
 def connect(target: Target) -> Iterator[Any]:
     """A psycopg2 connection; connection failures become TargetUnavailable / InvalidRequest."""
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from psycopg2 import sql
 
 from backup_engine import errors
+from backup_engine.artifacts import tail_of
 from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, no_progress
 from backup_engine.pgconnect import classify_failure, client_run, connect
 from backup_engine.targets import Target
@@ -101,10 +102,8 @@ class PlainDumpScanner:
 def require_end_marker(sql_path: Path) -> None:
     """Refuse a file that does not end as a complete dump: psql would take a file cut inside
     COPY data as the end of that data and commit a partial restore."""
-    with sql_path.open("rb") as handle:
-        handle.seek(max(0, sql_path.stat().st_size - MARKER_TAIL_BYTES))
-        if END_MARKER not in handle.read():
-            raise errors.RestoreError(errors.RESTORE_FAILED, f"{sql_path.name}: {errors.INCOMPLETE_DUMP}")
+    if END_MARKER not in tail_of(sql_path, MARKER_TAIL_BYTES):
+        raise errors.RestoreError(errors.RESTORE_FAILED, f"{sql_path.name}: {errors.INCOMPLETE_DUMP}")
 
 
 def server_version(target: Target) -> str:

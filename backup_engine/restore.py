@@ -38,7 +38,7 @@ def restore_backup(target: Target, store: BackupStore, backup_filename: str, *, 
 
             progress(phase="convert")
             converted = cleanup.enter_context(store.pending("sql"))
-            result = sql_for_restore(store, path, target.dialect, converted)
+            result = sql_for_restore(path, target.dialect, converted)
             restore_path = converted.temp_path
             restore_manifest = {**manifest, "format": "sql", "dialect": target.dialect,
                                 "include_data": result["include_data"], "table_rows": result["table_rows"]}

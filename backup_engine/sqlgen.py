@@ -30,8 +30,8 @@ from __future__ import annotations
 import io
 import sqlite3
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -616,10 +616,22 @@ def _sqlite_data_source(raw: sqlite3.Connection, writer: SqlScriptWriter) -> Dat
     return source
 
 
-def _dump_postgresql(target: Target, out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
-    from backup_engine.pgconnect import snapshot_connection, sqlalchemy_connection
+@contextmanager
+def sqlalchemy_connection(raw: Any, url: str) -> Iterator[Connection]:
+    """A SQLAlchemy connection over an open DB-API connection (reflection inside its snapshot)."""
+    engine = create_engine(url, creator=lambda: raw, poolclass=StaticPool)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
-    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, sqlalchemy_connection(raw) as conn:
+
+def _dump_postgresql(target: Target, out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
+    from backup_engine.pgconnect import snapshot_connection
+
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, \
+            sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
         model = reflect_postgresql(conn)
         writer = SqlScriptWriter(out, "postgresql", reserved_words=model.extras.reserved_words, progress=progress)
         table_rows = writer.write_script(model, include_data, _pg_data_source(raw, writer))
@@ -633,27 +645,10 @@ def dump_sqlite_file(path: Path, out: ByteSink, include_data: str, progress: Pro
     Schema and rows are read in one read transaction (one consistent state). A locked file is
     TargetUnavailable; any other failure is DumpError(`failure`, reason).
     """
-    try:
-        with closing(sqlite.open_read_only(path)) as raw:
-            raw.text_factory = sqlliterals.decode_sqlite_text
-            raw.isolation_level = None
-            engine = create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
-            try:
-                with engine.connect() as conn:
-                    raw.execute("BEGIN")  # one read transaction: a consistent state for schema and rows
-                    model = reflect_sqlite(conn)
-                    writer = SqlScriptWriter(out, "sqlite", progress=progress, sqlite_header=header)
-                    return writer.write_script(model, include_data, _sqlite_data_source(raw, writer))
-            finally:
-                engine.dispose()
-    except errors.BackupError:
-        raise
-    except sqlite3.Error as exc:
-        if sqlite.is_transient(exc):
-            raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{path.name}: {exc}") from exc
-        raise errors.DumpError(failure, f"{type(exc).__name__}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - every failure becomes the one dump error, with its reason
-        raise errors.DumpError(failure, f"{type(exc).__name__}: {exc}") from exc
+    with sqlite.snapshot_connection(path, failure) as raw, sqlalchemy_connection(raw, "sqlite://") as conn:
+        model = reflect_sqlite(conn)
+        writer = SqlScriptWriter(out, "sqlite", progress=progress, sqlite_header=header)
+        return writer.write_script(model, include_data, _sqlite_data_source(raw, writer))
 
 
 def _dump_sqlite(target: Target, out: ByteSink, include_data: str, progress: Progress) -> DumpResult:

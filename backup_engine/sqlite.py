@@ -22,7 +22,9 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from backup_engine import errors
+from backup_engine.artifacts import tail_of
 from backup_engine.dumpinfo import INCLUDE_DATA_MODES, ByteSink, DumpResult, Progress, no_progress
+from backup_engine.sqlliterals import decode_sqlite_text
 from backup_engine.targets import Target
 
 SNAPSHOT_METHOD = "sqlite-backup-api"
@@ -95,6 +97,30 @@ def read_transaction(path: Path) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def snapshot_connection(path: Path, failure_message: str, what: str = "") -> Iterator[sqlite3.Connection]:
+    """A read-only connection in one read transaction (a consistent state for schema and rows),
+    reading text losslessly. The SQLite twin of `pgconnect.snapshot_connection`.
+
+    A locked file is TargetUnavailable; any other failure inside the block becomes
+    DumpError(failure_message, what + reason).
+    """
+    try:
+        with closing(open_read_only(path)) as raw:
+            raw.text_factory = decode_sqlite_text
+            raw.isolation_level = None
+            raw.execute("BEGIN")
+            yield raw
+    except errors.BackupError:
+        raise
+    except sqlite3.Error as exc:
+        if is_transient(exc):
+            raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{path.name}: {exc}") from exc
+        raise errors.DumpError(failure_message, f"{what}{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one dump error, with its reason
+        raise errors.DumpError(failure_message, f"{what}{type(exc).__name__}: {exc}") from exc
 
 
 def remove_database_files(path: Path) -> None:
@@ -211,9 +237,7 @@ def restore_authorizer(action: int, arg1: str | None, arg2: str | None, db_name:
 
 def require_end_marker(sql_path: Path) -> None:
     """Refuse a file that does not end with the marker: a truncated dump is not a backup."""
-    with open(sql_path, "rb") as handle:
-        handle.seek(max(0, os.fstat(handle.fileno()).st_size - MARKER_TAIL_BYTES))
-        lines = handle.read().rstrip().splitlines()
+    lines = tail_of(sql_path, MARKER_TAIL_BYTES).rstrip().splitlines()
     if not lines or lines[-1].strip() != END_MARKER.encode():
         raise errors.RestoreError(errors.RESTORE_FAILED, f"{sql_path.name} is incomplete (no end marker)")
 

@@ -129,9 +129,6 @@ def pg_text(value: Any, kind: str | None = None) -> str:
 
 
 # --- PostgreSQL literals ---------------------------------------------------------------------------
-_PG_TYPED = {float: "double precision", Decimal: "numeric", bytes: "bytea"}
-
-
 def pg_literal(value: Any, kind: str | None = None) -> str:
     """A PostgreSQL literal for `value` (standard_conforming_strings on)."""
     if value is None:

@@ -14,6 +14,7 @@ from typing import Any
 from celery import Task, chain, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
+from backup_engine.convert import with_companion
 from backup_engine.errors import BackupError
 from config.settings import Settings, load_settings
 from tasks import operations
@@ -82,7 +83,7 @@ def convert_json_to_sql(self: Task, backup_filename: str, dialect: str | None = 
 @shared_task(name="backups.attach_companion")
 def attach_companion(twin: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
     """The last step of a JSON backup's chain: the JSON manifest, naming its `.sql` twin."""
-    return operations.with_companion(manifest, twin)
+    return with_companion(manifest, twin)
 
 
 @shared_task(name="backups.restore", bind=True)

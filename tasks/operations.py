@@ -8,12 +8,13 @@ it is read or written, and the engine does the rest.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from backup_engine import errors
 from backup_engine.artifacts import BackupStore
 from backup_engine.backup import create_backup
-from backup_engine.convert import convert_backup
+from backup_engine.convert import convert_backup, create_json_backup_with_twin
 from backup_engine.dumpinfo import Progress, no_progress
 from backup_engine.imports import import_upload
 from backup_engine.restore import restore_backup
@@ -33,13 +34,10 @@ def create(settings: Settings, *, target: str = "default", format: str = "sql", 
     """A backup; a JSON one also gets its `.sql` twin (named under `companions`) unless the
     caller converts separately (the Celery chain does, as a step of its own)."""
     chosen = settings.target(target)
+    make = create_json_backup_with_twin if format == "json" and with_twin else partial(create_backup, format=format)
     with target_lock(settings, chosen.name):
-        manifest = create_backup(chosen, store_for(settings), format=format, include_data=include_data,
-                                 method=method, tools=settings.tools, prefix=settings.file_prefix, progress=progress)
-    if format == "json" and with_twin:
-        twin = convert(settings, backup_filename=manifest["backup_filename"], progress=progress)
-        manifest = with_companion(manifest, twin)
-    return manifest
+        return make(chosen, store_for(settings), include_data=include_data, method=method, tools=settings.tools,
+                    prefix=settings.file_prefix, progress=progress)
 
 
 def convert(settings: Settings, *, backup_filename: str, dialect: str | None = None,
@@ -49,10 +47,6 @@ def convert(settings: Settings, *, backup_filename: str, dialect: str | None = N
         choices = ", ".join(SUPPORTED_DIALECTS)
         raise errors.InvalidRequest(errors.UNSUPPORTED_DIALECT, f"{dialect!r} (choose from {choices})")
     return convert_backup(store_for(settings), backup_filename, dialect, progress=progress)
-
-
-def with_companion(manifest: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
-    return {**manifest, "companions": [*manifest.get("companions", []), twin["backup_filename"]]}
 
 
 def find_twin(settings: Settings, backup_filename: str, dialect: str) -> str | None:

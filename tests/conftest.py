@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability_helpers import isolated_broker, managed_processes
 from tests.servers import ThrowawayPostgres, ThrowawayRedis
 
 
@@ -47,3 +48,15 @@ def backup_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "backups"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture
+def broker(redis_server) -> Iterator[str]:
+    """A Redis database of its own on the throwaway server, for one test's broker and results."""
+    yield from isolated_broker(redis_server)
+
+
+@pytest.fixture
+def processes() -> Iterator[list]:
+    """Worker, beat and Flower processes a test starts; all stopped at its end."""
+    yield from managed_processes()

@@ -44,9 +44,7 @@ from tests.reliability_helpers import (
     backup_files,
     failure_text,
     find_tool,
-    isolated_broker,
     kill9,
-    managed_processes,
     manifests,
     passfile_of,
     send,
@@ -81,16 +79,6 @@ def big(pg_server):
     conn.close()
     yield {"url": url, "name": name}
     pg_server.drop_database(name)
-
-
-@pytest.fixture
-def broker(redis_server):
-    yield from isolated_broker(redis_server)
-
-
-@pytest.fixture
-def processes():
-    yield from managed_processes()
 
 
 def settings_for(env: dict[str, str]):

@@ -40,8 +40,6 @@ from tests.processes import ManagedProcess, clean_environment
 from tests.reliability_helpers import (
     failure_text,
     grep_files,
-    isolated_broker,
-    managed_processes,
     send,
     snapshot_processes,
     start_worker,
@@ -51,16 +49,6 @@ from tests.reliability_helpers import (
 from tests.servers import free_port
 
 pytestmark = pytest.mark.reliability
-
-
-@pytest.fixture
-def broker(redis_server):
-    yield from isolated_broker(redis_server)
-
-
-@pytest.fixture
-def processes():
-    yield from managed_processes()
 
 
 # --- a victim and its neighbours ---------------------------------------------------------------------------
