@@ -36,6 +36,7 @@ CONFIG_INVALID = "Invalid configuration"
 TARGET_BUSY = "Target busy"
 VERIFY_FAILED = "Backup verification failed"
 LOCK_UNAVAILABLE = "Could not take the target lock"
+NAME_TAKEN = "An object already has this name; nothing was overwritten"
 
 
 class BackupError(Exception):
