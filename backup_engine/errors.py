@@ -37,6 +37,9 @@ TARGET_BUSY = "Target busy"
 VERIFY_FAILED = "Backup verification failed"
 LOCK_UNAVAILABLE = "Could not take the target lock"
 NAME_TAKEN = "An object already has this name; nothing was overwritten"
+NOT_A_FILE = "Not a regular file (a link, folder or FIFO is never opened)"
+OBJECT_TOO_LARGE = "Object is larger than allowed"
+UNSUPPORTED_STORE = "Unsupported storage URL"
 
 
 class BackupError(Exception):

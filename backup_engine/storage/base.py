@@ -101,6 +101,11 @@ class Store(ABC):
     #: URL schemes this store serves, e.g. ("file",) or ("s3",)
     schemes: tuple[str, ...] = ()
 
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, *, scratch_dir: Path) -> Store:
+        """The store a `BACKUP_STORAGE_URL` names; `scratch_dir` is local working space."""
+
     @property
     @abstractmethod
     def url(self) -> str:
