@@ -19,10 +19,12 @@ run: $(STAMP)
 ## test: the whole suite, against throwaway PostgreSQL and Redis servers it starts itself
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 ## bench: every path against pg_dump / psql / sqlite3 at 1M rows and 5x (prints a table, writes bench/results/)
 bench: $(STAMP)

@@ -1,8 +1,11 @@
-"""Taking a backup: pick the path for the target's dialect and format, write, publish.
+"""Taking a backup: the engine writes, the catalogue stores, the manifest is published last.
 
 This is the one function the Celery tasks and the CLI's `--local` mode call to create a
-backup. It validates its arguments, streams the dump into a pending artifact and publishes
-it with its manifest only when the dump is complete.
+backup. It validates its arguments, streams the engine's dump through the stages into a new
+artifact, and publishes it with its signed manifest only when the dump is complete. A `sql`
+backup with `method=auto` falls back from the native tool to the SQLAlchemy generator when the
+tool is missing, fails or writes an incomplete dump (never when the server is down or the
+disk is full: the fallback could not do better).
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from backup_engine import errors
-from backup_engine.artifacts import FORMAT_EXTENSIONS, BackupStore, PendingArtifact, utc_now
-from backup_engine.dialects import native
-from backup_engine.dumpinfo import INCLUDE_DATA_MODES, METHODS, ClientTools, DumpResult, Progress, no_progress
-from backup_engine.targets import Target
+from backup_engine.dumpinfo import INCLUDE_DATA_MODES, METHODS, DumpResult, Progress, no_progress
+from backup_engine.engines.base import Engine
+from backup_engine.formats import format_named
+from backup_engine.storage.catalogue import Catalogue, Entry, NewArtifact, utc_now
 
-FORMATS_BY_DIALECT = {"postgresql": ("sql", "json", "csv"), "sqlite": ("sql", "sqlite", "json", "csv")}
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+SQLITE_FULL = 13
 
 
 def check_choice(value: object, choices: tuple[str, ...], message: str, what: str) -> str:
@@ -29,44 +34,31 @@ def check_choice(value: object, choices: tuple[str, ...], message: str, what: st
     return value
 
 
-def create_backup(target: Target, store: BackupStore, *, format: str = "sql", include_data: str = "full",
-                  method: str = "auto", tools: ClientTools = ClientTools(), prefix: str | None = None,
-                  progress: Progress = no_progress, extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Back up `target` into `store`; returns the manifest of the published file."""
-    check_choice(format, FORMATS_BY_DIALECT[target.dialect], errors.UNKNOWN_FORMAT, f"format for {target.dialect}")
+def create_backup(engine: Engine, catalogue: Catalogue, *, format: str = "sql", include_data: str = "full",
+                  method: str = "auto", prefix: str | None = None, progress: Progress = no_progress,
+                  purpose: str | None = None, csv_safe: bool = False,
+                  created_at: datetime | None = None) -> Entry:
+    """Back up the engine's target into the catalogue; returns the published backup."""
+    target = engine.target
+    check_choice(format, engine.formats, errors.UNKNOWN_FORMAT, f"format for {engine.name}")
     check_choice(include_data, INCLUDE_DATA_MODES, errors.UNKNOWN_INCLUDE_DATA, "include_data")
     check_choice(method, METHODS, errors.UNKNOWN_METHOD, "method")
-    if format == "sqlite" and include_data != "full":
-        raise errors.InvalidRequest(errors.UNKNOWN_INCLUDE_DATA, "a binary sqlite snapshot is always full")
     started = time.monotonic()
-    created_at = utc_now()
+    created_at = created_at or utc_now()
     progress(phase="start", target=target.name, format=format)
-    with _storage_failures(store), store.pending(FORMAT_EXTENSIONS[format]) as artifact:
-        result = _write(target, artifact, format, include_data, method, tools, progress)
+    with storage_failures(catalogue), \
+            catalogue.new_artifact(format_named(format), prefix or target.name, created_at) as artifact:
+        result = _write(engine, artifact, format, include_data, method, csv_safe, progress)
         progress(phase="publish")
-        manifest = {
-            "format": format,
-            "target": target.name,
-            "dialect": target.dialect,
-            "server_version": result.server_version,
-            "method": result.method,
-            "include_data": include_data,
-            "tables": result.tables,
-            "rows": result.rows,
-            "table_rows": result.table_rows,
-            "duration_s": round(time.monotonic() - started, 3),
-            **({"fallback_reason": result.fallback_reason} if result.fallback_reason else {}),
-            **(extra_manifest or {}),
-        }
-        return store.publish(artifact, prefix or target.name, manifest, created_at=created_at)
-
-
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
-SQLITE_FULL = 13
+        return artifact.publish(
+            format=format, target=target.name, dialect=engine.name, server_version=result.server_version,
+            method=result.method, include_data=include_data, tables=result.tables, rows=result.rows,
+            table_rows=result.table_rows, duration_s=round(time.monotonic() - started, 3),
+            fallback_reason=result.fallback_reason, purpose=purpose, origin="worker")
 
 
 def storage_failure(exc: BaseException | None) -> str | None:
-    """Why writing failed when the backup folder is full or broken (looking through wrapped
+    """Why writing failed when the backup store is full or broken (looking through wrapped
     errors: pg_dump's pipe, SQLite's SQLITE_FULL); None for any other failure."""
     seen = 0
     while exc is not None and seen < 10:
@@ -80,7 +72,7 @@ def storage_failure(exc: BaseException | None) -> str | None:
 
 
 @contextmanager
-def _storage_failures(store: BackupStore) -> Iterator[None]:
+def storage_failures(catalogue: Catalogue) -> Iterator[None]:
     try:
         yield
     except errors.WriteFailed:
@@ -89,26 +81,21 @@ def _storage_failures(store: BackupStore) -> Iterator[None]:
         reason = storage_failure(exc)
         if reason is None:
             raise
-        raise errors.WriteFailed(errors.WRITE_FAILED, f"{store.folder}: {reason}") from exc
+        raise errors.WriteFailed(errors.WRITE_FAILED, f"{catalogue.store.url}: {reason}") from exc
 
 
-def _write(target: Target, artifact: PendingArtifact, format: str, include_data: str, method: str,
-           tools: ClientTools, progress: Progress) -> DumpResult:
-    if format == "sqlite":
-        return native("sqlite").snapshot(target, artifact.temp_path)
+def _write(engine: Engine, artifact: NewArtifact, format: str, include_data: str, method: str, csv_safe: bool,
+           progress: Progress) -> DumpResult:
     if format == "json":
-        from backup_engine import json_format
-
-        export_json = json_format.export_postgresql if target.dialect == "postgresql" else json_format.export_sqlite
-        return export_json(target, artifact.stream(), include_data, progress)
+        return engine.export_json(artifact, include_data, progress)
     if format == "csv":
-        from backup_engine import csv_format
-
-        return csv_format.export(target, artifact.stream(), include_data, progress)
+        return engine.export_csv(artifact, include_data, progress, csv_safe=csv_safe)
+    if format != "sql":
+        return engine.export_other(format, artifact, include_data, progress)
     if method == "sqlalchemy":
-        return _fallback(target, artifact, include_data, progress)
+        return _generated(engine, artifact, include_data, progress)
     try:
-        return _native_sql(target, artifact, include_data, tools, progress)
+        return engine.dump_native(artifact, include_data, progress)
     except (errors.DumpError, OSError) as failure:
         if method == "native" or storage_failure(failure):
             raise  # a full disk is not the tool's fault: the fallback would fill it too
@@ -118,36 +105,33 @@ def _write(target: Target, artifact: PendingArtifact, format: str, include_data:
     progress(phase="fallback", reason=reason)
     artifact.restart()
     try:
-        result = _fallback(target, artifact, include_data, progress)
+        result = _generated(engine, artifact, include_data, progress)
     except errors.DumpError as exc:
         raise errors.DumpError(exc.message, f"{exc.detail} (after the native dump failed: {reason})") from exc
     result.fallback_reason = reason
     return result
 
 
-def _native_sql(target: Target, artifact: PendingArtifact, include_data: str, tools: ClientTools,
-                progress: Progress) -> DumpResult:
-    if target.dialect == "postgresql":
-        return native("postgresql").dump_sql(target, artifact.stream(), include_data, tools, progress)
-    return native("sqlite").dump_sql(target, artifact.stream(), include_data, progress)
-
-
-def _fallback(target: Target, artifact: PendingArtifact, include_data: str, progress: Progress) -> DumpResult:
-    from backup_engine import sqlgen
-
-    result = sqlgen.dump_sql(target, artifact.stream(), include_data, progress)
-    _check_fallback_output(target, artifact)
+def _generated(engine: Engine, artifact: NewArtifact, include_data: str, progress: Progress) -> DumpResult:
+    """The SQLAlchemy fallback; its output must be as complete as a native dump: non-empty, with
+    its end marker (the same check a restore makes before it runs the file)."""
+    try:
+        result = engine.dump_generated(artifact, include_data, progress)
+    except errors.DumpError as exc:
+        if exc.message == errors.FALLBACK_FAILED:
+            raise
+        raise errors.DumpError(errors.FALLBACK_FAILED, str(exc)) from exc
+    if artifact.content_bytes == 0:
+        raise errors.DumpError(errors.FALLBACK_FAILED, errors.EMPTY_DUMP)
+    if not engine.script_complete(artifact.tail):
+        raise errors.DumpError(errors.FALLBACK_FAILED, errors.INCOMPLETE_DUMP)
     return result
 
 
-def _check_fallback_output(target: Target, artifact: PendingArtifact) -> None:
-    """The fallback's file must be as complete as a native one: non-empty, with its end marker
-    (the same check a restore makes before it runs the file)."""
-    stream = artifact.stream()
-    stream.flush()
-    if stream.size == 0:
-        raise errors.DumpError(errors.FALLBACK_FAILED, errors.EMPTY_DUMP)
-    try:
-        native(target.dialect).require_end_marker(artifact.temp_path)
-    except errors.RestoreError as exc:
-        raise errors.DumpError(errors.FALLBACK_FAILED, errors.INCOMPLETE_DUMP) from exc
+def safety_backup(engine: Engine, catalogue: Catalogue, prefix: str | None, restoring: str) -> dict[str, Any] | None:
+    """A full backup of the target before a destructive restore (None when there is nothing yet)."""
+    if not engine.exists():
+        return None
+    entry = create_backup(engine, catalogue, format=engine.safety_format, include_data="full", method="auto",
+                          prefix=prefix, purpose=f"safety backup before restoring {restoring}")
+    return entry.as_result()

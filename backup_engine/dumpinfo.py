@@ -1,4 +1,4 @@
-"""What a dump or restore reports back, whatever produced it."""
+"""What a dump or restore reports back, whatever produced it, and the small types every layer shares."""
 
 from __future__ import annotations
 
@@ -39,9 +39,29 @@ class DumpResult:
         return sum(self.table_rows.values())
 
 
-@dataclass(frozen=True)
 class ClientTools:
-    """Paths of the PostgreSQL client tools; None when not configured and not on PATH."""
+    """Paths of the engines' client tools by name (`pg_dump`, `psql`, `mysqldump`, ...); a tool
+    not configured and not on PATH is None, and reported when an engine needs it."""
 
-    pg_dump: str | None = None
-    psql: str | None = None
+    def __init__(self, **paths: str | None) -> None:
+        self._paths = dict(paths)
+
+    def get(self, name: str) -> str | None:
+        return self._paths.get(name)
+
+    def __getattr__(self, name: str) -> str | None:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._paths.get(name)
+
+    def as_dict(self) -> dict[str, str | None]:
+        return dict(self._paths)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClientTools) and other._paths == self._paths
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._paths.items())))
+
+    def __repr__(self) -> str:
+        return f"ClientTools({self._paths!r})"

@@ -40,6 +40,9 @@ NAME_TAKEN = "An object already has this name; nothing was overwritten"
 NOT_A_FILE = "Not a regular file (a link, folder or FIFO is never opened)"
 OBJECT_TOO_LARGE = "Object is larger than allowed"
 UNSUPPORTED_STORE = "Unsupported storage URL"
+STATEMENT_TOO_LONG = "A statement is longer than allowed"
+IDENTITY_MISSING = ("The backup is encrypted and this worker has no identity to read it "
+                    "(set BACKUP_ENCRYPTION_IDENTITY_FILE)")
 
 
 class BackupError(Exception):

@@ -1,95 +1,58 @@
 """Restoring a backup into a target: check, take a safety backup, then all or nothing.
 
-The backup's checksum is verified against its manifest before anything is touched; a
-destructive restore is preceded by a full backup of the target (the `safety_backup`), so even
-a correct restore of the wrong file can be undone.
+The backup's manifest is read and checked against the schema; the engine streams the content,
+and commits only after the content matched the manifest's checksums. A destructive restore is
+preceded by a full backup of the target (the `safety_backup`), so even a correct restore of the
+wrong file can be undone. A file whose manifest is not ours (an upload, or a manifest that does
+not verify) goes through the engine's upload gate, never straight in.
+
+JSON backups are restored through their `.sql` for the target's engine (`plan.restore_plan`).
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 from backup_engine import errors
-from backup_engine.artifacts import BackupStore
-from backup_engine.backup import create_backup
-from backup_engine.dialects import native
-from backup_engine.dumpinfo import ClientTools, Progress, no_progress
-from backup_engine.targets import Target
-
-UNSUPPORTED_RESTORE = {"postgresql": errors.UNSUPPORTED_PG_RESTORE, "sqlite": errors.UNSUPPORTED_SQLITE_RESTORE}
-SAFETY_FORMAT = {"postgresql": "sql", "sqlite": "sqlite"}
+from backup_engine.backup import safety_backup
+from backup_engine.dumpinfo import Progress, no_progress
+from backup_engine.engines.base import Engine, RestoreRequest
+from backup_engine.storage.catalogue import Catalogue, Entry
 
 
-def restore_backup(target: Target, store: BackupStore, backup_filename: str, *, tools: ClientTools = ClientTools(),
-                   safety_backup: bool = True, progress: Progress = no_progress) -> dict[str, Any]:
-    """Make `target` hold exactly what the backup holds; returns what was restored."""
+def restore_request(entry: Entry) -> RestoreRequest:
+    manifest = entry.manifest
+    return RestoreRequest(format=manifest.format, include_data=manifest.include_data, table_rows=manifest.table_rows,
+                          trusted=entry.trusted, object_counts=manifest.object_counts)
+
+
+def restore_backup(engine: Engine, catalogue: Catalogue, backup_filename: str, *, prefix: str | None = None,
+                   take_safety_backup: bool = True, progress: Progress = no_progress) -> dict[str, Any]:
+    """Make the engine's target hold exactly what the backup holds; returns what was restored."""
     started = time.monotonic()
     progress(phase="verify", backup_filename=backup_filename)
-    path, manifest = store.verified(backup_filename)
-    _check_restorable(target, manifest)
-    with ExitStack() as cleanup:
-        restore_path, restore_manifest = path, manifest
-        if manifest.get("format") == "json":
-            # Convert first (into a temp file in the backup folder): a bad JSON fails before anything is touched.
-            from backup_engine.convert import sql_for_restore
-
-            progress(phase="convert")
-            converted = cleanup.enter_context(store.pending("sql"))
-            result = sql_for_restore(path, target.dialect, converted)
-            restore_path = converted.temp_path
-            restore_manifest = {**manifest, "format": "sql", "dialect": target.dialect,
-                                "include_data": result["include_data"], "table_rows": result["table_rows"]}
-        safety = None
-        if safety_backup and _target_exists(target):
-            progress(phase="safety_backup")
-            safety = create_backup(target, store, format=SAFETY_FORMAT[target.dialect], include_data="full",
-                                   method="auto", tools=tools,
-                                   extra_manifest={"purpose": f"safety backup before restoring {path.name}"})
-        progress(phase="restore")
-        _apply(target, restore_path, restore_manifest, tools)
+    entry = catalogue.entry(backup_filename)
+    manifest = entry.manifest
+    if manifest.format == "json":
+        raise errors.InvalidRequest(engine.unsupported_restore, "a JSON backup restores through its .sql "
+                                    "(convert it first)")
+    engine.check_restorable(manifest.format, manifest.dialect)
+    catalogue.check(entry)  # a stored object that was changed fails here, before anything is touched
+    safety = None
+    if take_safety_backup:
+        progress(phase="safety_backup")
+        safety = safety_backup(engine, catalogue, prefix, entry.name)
+    progress(phase="restore")
+    outcome = engine.restore(catalogue.source(entry), restore_request(entry), progress)
     return {
-        "backup_filename": path.name,
-        "restored_file": path.name,
-        "target": target.name,
-        "tables": manifest.get("tables"),
-        "rows": manifest.get("rows"),
-        "include_data": manifest.get("include_data"),
+        "backup_filename": entry.name,
+        "restored_file": entry.name,
+        "target": engine.target.name,
+        "tables": manifest.tables,
+        "rows": manifest.rows,
+        "include_data": manifest.include_data,
         "duration_s": round(time.monotonic() - started, 3),
         "safety_backup": safety,
+        **outcome.details,
     }
-
-
-def _check_restorable(target: Target, manifest: dict[str, Any]) -> None:
-    backup_format = manifest.get("format")
-    unsupported = UNSUPPORTED_RESTORE[target.dialect]
-    if backup_format == "csv":
-        raise errors.InvalidRequest(unsupported, "CSV backups are export only")
-    if backup_format == "json":
-        return  # converted for the target's engine first (either source engine)
-    if backup_format == "sqlite" and target.dialect != "sqlite":
-        raise errors.InvalidRequest(unsupported, "a SQLite snapshot restores only into SQLite")
-    if backup_format == "sql" and manifest.get("dialect") != target.dialect:
-        raise errors.InvalidRequest(
-            unsupported, f"SQL written for {manifest.get('dialect')}; restore its JSON backup across engines")
-    if backup_format not in ("sql", "sqlite"):
-        raise errors.InvalidRequest(unsupported, f"format {backup_format!r}")
-
-
-def _target_exists(target: Target) -> bool:
-    if target.dialect == "sqlite":
-        return Path(target.url.database or "").is_file()
-    return True
-
-
-def _apply(target: Target, path: Path, manifest: dict[str, Any], tools: ClientTools) -> None:
-    include_data = manifest.get("include_data", "full")
-    if target.dialect == "postgresql":
-        native("postgresql").restore_sql(target, path, include_data, list(manifest.get("table_rows", {})), tools,
-                                         restricted=manifest.get("origin") == "upload")
-    elif manifest["format"] == "sqlite":
-        native("sqlite").restore_snapshot(target, path)
-    else:
-        native("sqlite").restore_sql(target, path, include_data)

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 from backup_engine import errors
-from backup_engine.artifacts import BackupStore
+from backup_engine.storage.catalogue import Catalogue, Entry
 
 
 @dataclass(frozen=True)
@@ -31,25 +29,26 @@ def _slot_keys(created_at: datetime) -> dict[str, str]:
             "monthly": created_at.strftime("%Y-%m")}
 
 
-def prune(store: BackupStore, policy: RetentionPolicy, target: str | None = None) -> dict[str, list[str]]:
+def prune(catalogue: Catalogue, policy: RetentionPolicy, *, prefix: str | None = None,
+          target: str | None = None) -> dict[str, list[str]]:
     """Delete what the policy does not keep; returns the names kept, deleted and found corrupt."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for record in store.list(target):  # newest first
-        groups.setdefault((record.get("target", ""), record.get("format", "")), []).append(record)
+    groups: dict[tuple[str, str], list[Entry]] = {}
+    for entry in catalogue.listing(prefix=prefix, target=target).entries:  # newest first
+        groups.setdefault((entry.manifest.target, entry.manifest.format), []).append(entry)
     kept: list[str] = []
     deleted: list[str] = []
     corrupt: list[str] = []
-    for records in groups.values():
-        keep, drop, bad = _decide(store, records, policy)
+    for entries in groups.values():
+        keep, drop, bad = _decide(catalogue, entries, policy)
         kept += keep
         corrupt += bad
         for name in drop:
-            _delete(store, name)
+            catalogue.delete(name)
             deleted.append(name)
     return {"kept": sorted(kept), "deleted": sorted(deleted), "corrupt": sorted(corrupt)}
 
 
-def _decide(store: BackupStore, records: list[dict[str, Any]],
+def _decide(catalogue: Catalogue, records: list[Entry],
             policy: RetentionPolicy) -> tuple[list[str], list[str], list[str]]:
     limits = {"daily": policy.keep_daily, "weekly": policy.keep_weekly, "monthly": policy.keep_monthly}
     seen: dict[str, set[str]] = {slot: set() for slot in limits}
@@ -58,10 +57,10 @@ def _decide(store: BackupStore, records: list[dict[str, Any]],
     dropped: list[str] = []
     corrupt: list[str] = []
     for record in records:
-        name = record["backup_filename"]
-        slots = _slot_keys(datetime.fromisoformat(record["created_at"]))
+        name = record.name
+        slots = _slot_keys(record.manifest.created)
         wanted = [slot for slot, key in slots.items() if key not in seen[slot] and len(seen[slot]) < limits[slot]]
-        if not _is_good(store, name):
+        if not _is_good(catalogue, record):
             corrupt.append(name)  # not counted, and not deleted: it is evidence
             continue
         if len(kept) >= keep_last and not wanted:
@@ -73,16 +72,9 @@ def _decide(store: BackupStore, records: list[dict[str, Any]],
     return kept, dropped, corrupt
 
 
-def _is_good(store: BackupStore, name: str) -> bool:
+def _is_good(catalogue: Catalogue, entry: Entry) -> bool:
     try:
-        store.verified(name)
+        catalogue.check(entry)
     except errors.BackupError:
         return False
     return True
-
-
-def _delete(store: BackupStore, name: str) -> None:
-    """Manifest first: a backup half-deleted is then just an unlisted file, never a listed bad one."""
-    path: Path = store.locate(name)
-    store.manifest_path(path).unlink(missing_ok=True)
-    path.unlink(missing_ok=True)

@@ -1,7 +1,8 @@
 """A named database the worker backs up and restores.
 
 Targets come from configuration only; a task names one and never carries a URL. The URL
-is kept as a SQLAlchemy `URL` whose `repr` and `str` hide the password.
+is kept as a SQLAlchemy `URL` whose `repr` and `str` hide the password. The engine that works
+on a target is chosen by the URL's scheme through `backup_engine.engines`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from sqlalchemy.engine import URL, make_url
 
 from backup_engine import errors
 
-SUPPORTED_DIALECTS = ("postgresql", "sqlite")
+# Query parameters that carry a secret: never shown, and refused (the password goes in the userinfo).
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "pwd", "sslpassword", "secret", "token"})
 
 
 def mask_url(url: URL | str) -> str:
-    """The URL as text with any password replaced by `***`."""
+    """The URL as text with the password and any secret query value replaced by `***`."""
     parsed = make_url(url) if isinstance(url, str) else url
+    hidden = {key: "***" for key in parsed.query if key.lower() in SECRET_QUERY_KEYS}
+    if hidden:
+        parsed = parsed.update_query_dict(hidden)
     return parsed.render_as_string(hide_password=True)
 
 
@@ -25,25 +30,28 @@ def mask_url(url: URL | str) -> str:
 class Target:
     name: str
     url: URL = field(repr=False)
+    dialect: str = ""  # the engine's name, from the URL's scheme
+    queue: str | None = None  # the Celery queue its tasks and schedule go to (a worker next to it)
 
     @classmethod
-    def from_url(cls, name: str, url: str | URL) -> Target:
+    def from_url(cls, name: str, url: str | URL, queue: str | None = None) -> Target:
+        from backup_engine.registry import engine_class, engine_name_for_scheme
+
         try:
             parsed = make_url(url)
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types here
             raise errors.ConfigError(errors.CONFIG_INVALID, f"target {name!r}: not a database URL") from exc
-        if parsed.get_backend_name() not in SUPPORTED_DIALECTS:
-            raise errors.ConfigError(
-                errors.UNSUPPORTED_DIALECT,
-                f"target {name!r}: {parsed.get_backend_name()!r} (use postgresql:// or sqlite:///)",
-            )
-        if parsed.get_backend_name() == "sqlite" and not parsed.database:
-            raise errors.ConfigError(errors.CONFIG_INVALID, f"target {name!r}: SQLite needs a file path")
-        return cls(name=name, url=parsed)
-
-    @property
-    def dialect(self) -> str:
-        return self.url.get_backend_name()
+        secret = sorted(key for key in parsed.query if key.lower() in SECRET_QUERY_KEYS)
+        if secret:
+            raise errors.ConfigError(errors.CONFIG_INVALID, f"target {name!r}: a secret in the URL's query "
+                                     f"({', '.join(secret)}); put the password in the URL as user:password@host")
+        try:
+            dialect = engine_name_for_scheme(parsed.get_backend_name())
+        except errors.BackupError as exc:
+            raise errors.ConfigError(exc.message, f"target {name!r}: {exc.detail}") from None
+        target = cls(name=name, url=parsed, dialect=dialect, queue=queue)
+        engine_class(dialect).check_url(target)
+        return target
 
     @property
     def masked_url(self) -> str:

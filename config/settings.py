@@ -11,15 +11,16 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
 
 from backup_engine import errors
-from backup_engine.artifacts import SAFE_NAME, check_safe_name
 from backup_engine.dumpinfo import ClientTools
+from backup_engine.registry import client_tools
 from backup_engine.retention import RetentionPolicy
+from backup_engine.storage.base import OBJECT_NAME, check_object_name
 from backup_engine.targets import Target, mask_url
 
 VAR_DIR = Path("var")
@@ -30,6 +31,8 @@ DEFAULT_LOCK_WAIT_S = 600.0
 DEFAULT_TASK_TIME_LIMIT_S = 6 * 3600
 DEFAULT_PRUNE_SCHEDULE = "30 3 * * *"
 DEFAULT_VERIFY_SCHEDULE = "0 4 * * *"
+SIGNING_KEY_FILE = "signing.key"
+SIGNING_KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,16 @@ class Settings:
     prune_schedule: str = DEFAULT_PRUNE_SCHEDULE
     verify_schedule: str | None = DEFAULT_VERIFY_SCHEDULE
     demo: bool = False
+    storage_url: str = ""
+    signing_key: bytes = field(default=b"", repr=False)
+    compression: str = "none"
+    upload_allow_superuser: bool = False
 
     def target(self, name: object) -> Target:
+        """The configured target `name`; the refusal names no other target (a caller may be anyone)."""
         if not isinstance(name, str) or name not in self.targets:
-            known = ", ".join(sorted(self.targets))
-            raise errors.InvalidRequest(errors.UNKNOWN_TARGET, f"{name!r} (configured: {known})")
+            shown = name[:80] if isinstance(name, str) else type(name).__name__
+            raise errors.InvalidRequest(errors.UNKNOWN_TARGET, f"{shown!r} is not configured")
         return self.targets[name]
 
     def describe(self) -> dict[str, object]:
@@ -76,8 +84,8 @@ class Settings:
             "result_backend": _mask_backend(self.result_backend),
             "schedule": self.schedule,
             "schedule_formats": list(self.schedule_formats),
-            "pg_dump": self.tools.pg_dump,
-            "psql": self.tools.psql,
+            "storage": self.storage_url,
+            "tools": self.tools.as_dict(),
         }
 
 
@@ -93,8 +101,12 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
     upload_dir = _writable_dir(env, "BACKUP_UPLOAD_DIR", VAR_DIR / "uploads")
     prefix = env.get("BACKUP_FILE_PREFIX") or None
     if prefix is not None:
-        _as_config_error("BACKUP_FILE_PREFIX", lambda: check_safe_name(prefix, "BACKUP_FILE_PREFIX"))
+        _as_config_error("BACKUP_FILE_PREFIX", lambda: check_object_name(prefix, "BACKUP_FILE_PREFIX"))
+    storage_url = env.get("BACKUP_STORAGE_URL") or backup_dir.as_uri()
     return Settings(
+        storage_url=storage_url,
+        signing_key=_signing_key(env, backup_dir),
+        upload_allow_superuser=_flag(env, "BACKUP_UPLOAD_ALLOW_SUPERUSER"),
         targets=targets,
         backup_dir=backup_dir,
         upload_dir=upload_dir,
@@ -112,7 +124,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
             keep_monthly=_count(env, "BACKUP_KEEP_MONTHLY", RetentionPolicy.keep_monthly),
         ),
         schedule_formats=_formats(env.get("BACKUP_SCHEDULE_FORMATS") or "sql"),
-        tools=ClientTools(pg_dump=_tool(env, "PG_DUMP_BIN", "pg_dump"), psql=_tool(env, "PSQL_BIN", "psql")),
+        tools=ClientTools(**{name: _tool(env, variable, names) for name, (variable, names) in client_tools().items()}),
         lock_wait_s=_seconds(env, "BACKUP_LOCK_WAIT_S", DEFAULT_LOCK_WAIT_S),
         task_time_limit_s=max(10, _count(env, "BACKUP_TASK_TIME_LIMIT_S", DEFAULT_TASK_TIME_LIMIT_S)),
         retry=RetryPolicy(
@@ -124,6 +136,16 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
     )
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """json.loads hook: a name given twice is refused, not silently resolved to the last."""
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_TARGETS: {key!r} is named twice")
+        seen[key] = value
+    return seen
+
+
 def _targets(env: Mapping[str, str]) -> tuple[dict[str, Target], bool]:
     targets: dict[str, Target] = {}
     demo = False
@@ -132,23 +154,86 @@ def _targets(env: Mapping[str, str]) -> tuple[dict[str, Target], bool]:
         targets["default"] = _as_config_error("BACKUP_DATABASE_URL", lambda: Target.from_url("default", default_url))
     raw = env.get("BACKUP_TARGETS") or "{}"
     try:
-        named = json.loads(raw)
+        named = json.loads(raw, object_pairs_hook=_unique_keys)
     except ValueError as exc:
         raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_TARGETS is not valid JSON: {exc}") from exc
-    if not isinstance(named, dict) or not all(isinstance(v, str) for v in named.values()):
-        raise errors.ConfigError(errors.CONFIG_INVALID, 'BACKUP_TARGETS must be a JSON object {"name": "url"}')
-    for name, url in named.items():
-        if not SAFE_NAME.match(name):
+    shape = 'BACKUP_TARGETS must be a JSON object {"name": "url"} or {"name": {"url": "...", "queue": "..."}}'
+    if not isinstance(named, dict):
+        raise errors.ConfigError(errors.CONFIG_INVALID, shape)
+    for name, spec in named.items():
+        if not OBJECT_NAME.fullmatch(name):
             raise errors.ConfigError(
-                errors.CONFIG_INVALID, f"BACKUP_TARGETS: target name {name!r} is not [A-Za-z0-9._-]",
+                errors.CONFIG_INVALID, f"BACKUP_TARGETS: target name {name[:80]!r} is not [A-Za-z0-9._-]",
             )
         if name in targets:
             raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_TARGETS: {name!r} is also BACKUP_DATABASE_URL")
-        targets[name] = _as_config_error("BACKUP_TARGETS", lambda n=name, u=url: Target.from_url(n, u))
+        url, queue = _target_spec(name, spec, shape)
+        targets[name] = _as_config_error("BACKUP_TARGETS", lambda n=name, u=url, q=queue: Target.from_url(n, u, q))
     if "default" not in targets:
         targets["default"] = Target.from_url("default", f"sqlite:///{DEMO_DATABASE.resolve()}")
         demo = True
     return targets, demo
+
+
+def _target_spec(name: str, spec: object, shape: str) -> tuple[str, str | None]:
+    """A target's URL and Celery queue: `"url"` or `{"url": "...", "queue": "..."}`."""
+    if isinstance(spec, str):
+        return spec, None
+    if not isinstance(spec, dict) or not isinstance(spec.get("url"), str) or set(spec) - {"url", "queue"}:
+        raise errors.ConfigError(errors.CONFIG_INVALID, shape)
+    queue = spec.get("queue")
+    if queue is not None and (not isinstance(queue, str) or not OBJECT_NAME.fullmatch(queue)):
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_TARGETS: {name!r}: queue must be [A-Za-z0-9._-]")
+    return spec["url"], queue
+
+
+def _flag(env: Mapping[str, str], variable: str) -> bool:
+    raw = (env.get(variable) or "false").strip().lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={raw!r}: true or false")
+    return raw in ("true", "1", "yes")
+
+
+def _signing_key(env: Mapping[str, str], backup_dir: Path) -> bytes:
+    """BACKUP_SIGNING_KEY, or for a local store a key generated once beside the backup folder
+    (never inside it: whoever can write backups must not be able to sign them)."""
+    configured = env.get("BACKUP_SIGNING_KEY")
+    if configured:
+        if len(configured) < 16:
+            raise errors.ConfigError(errors.CONFIG_INVALID, "BACKUP_SIGNING_KEY: at least 16 characters")
+        return configured.encode("utf-8")
+    if (env.get("BACKUP_STORAGE_URL") or "file:").split(":", 1)[0] != "file":
+        raise errors.ConfigError(errors.CONFIG_INVALID, "BACKUP_SIGNING_KEY is required with a shared store "
+                                 "(every worker of the store uses the same key)")
+    path = backup_dir.parent / SIGNING_KEY_FILE
+    try:
+        return _read_or_create_key(path)
+    except OSError as exc:
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_SIGNING_KEY is unset and {path} cannot be "
+                                 f"read or created ({exc.strerror}); set it") from exc
+
+
+def _read_or_create_key(path: Path) -> bytes:
+    """The key in `path`, made (0600, random) if there is none; two processes racing agree."""
+    import secrets
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(SIGNING_KEY_BYTES) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    for _ in range(50):  # a racing creator may not have written it yet
+        key = path.read_text().strip()
+        if key:
+            return key.encode("utf-8")
+        import time
+
+        time.sleep(0.01)
+    raise errors.ConfigError(errors.CONFIG_INVALID, f"{path} is empty")
 
 
 def _as_config_error(variable: str, build):
@@ -220,11 +305,11 @@ def _count(env: Mapping[str, str], variable: str, default: int) -> int:
     return int(raw)
 
 
-def _tool(env: Mapping[str, str], variable: str, name: str) -> str | None:
+def _tool(env: Mapping[str, str], variable: str, names: tuple[str, ...]) -> str | None:
     configured = env.get(variable)
     if configured:
         return configured  # a missing configured tool is reported when used, so `auto` can fall back
-    return shutil.which(name)
+    return next((found for name in names if (found := shutil.which(name))), None)
 
 
 def _mask_backend(url: str) -> str:

@@ -1,24 +1,31 @@
-"""Thin Celery tasks over `tasks.operations`: retries, progress, stable names.
+"""Thin Celery tasks over `tasks.operations`: retries, progress, stable names, chains.
 
 Transient failures (a server or the lock store unreachable) retry through Celery's own
 `retry` with exponential backoff and full jitter, as configured; everything else fails at
-once, and its message is what the result backend and Flower show.
+once, and its message is what the result backend and Flower show. Work of several steps runs
+as the plan `backup_engine.plan` makes, chained: each step a visible, separately retried task,
+and the caller of the first task's id receives the last step's result (`replace`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from celery import Task, chain, shared_task
+from celery.canvas import Signature
 from celery.utils.time import get_exponential_backoff_interval
 
-from backup_engine.convert import with_companion
 from backup_engine.errors import BackupError
+from backup_engine.plan import Plan, after_backup, restored_from_json
 from config.settings import Settings, load_settings
 from tasks import operations
 
+PROGRESS_EVERY_S = 0.5
+logger = logging.getLogger(__name__)
 _settings: Settings | None = None
 
 
@@ -31,11 +38,24 @@ def settings() -> Settings:
 
 
 def reporter(task: Task) -> Callable[..., None]:
-    """A progress sink that shows the running phase and counters in Flower (state PROGRESS)."""
+    """A progress sink that shows the running phase and counters in Flower (state PROGRESS).
+
+    At most a few updates a second, and a result backend that is briefly away (a Redis restart)
+    never fails the work: progress is a courtesy, the result is what counts.
+    """
+    last = {"phase": None, "at": 0.0}
 
     def report(**meta: Any) -> None:
-        if task.request.id and not task.request.is_eager:
+        if not task.request.id or task.request.is_eager:
+            return
+        now = time.monotonic()
+        if meta.get("phase") == last["phase"] and now - last["at"] < PROGRESS_EVERY_S:
+            return
+        last.update(phase=meta.get("phase"), at=now)
+        try:
             task.update_state(state="PROGRESS", meta=meta)
+        except Exception as exc:  # noqa: BLE001 - any backend failure: the work goes on
+            logger.warning("progress not recorded (%s): %s", type(exc).__name__, exc)
 
     return report
 
@@ -58,19 +78,29 @@ def retrying(body: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def chained(plan: Plan, first_takes_previous: bool = False) -> Signature:
+    """The plan's steps as a chain of signatures of the tasks they name."""
+    from celery import current_app
+
+    signatures = []
+    for index, step in enumerate(plan.steps):
+        task = current_app.tasks[step.task]
+        signatures.append(task.si(**step.kwargs) if index == 0 and not first_takes_previous else task.s(**step.kwargs))
+    return chain(*signatures)
+
+
 @shared_task(name="backups.create", bind=True)
 @retrying
 def create(self: Task, target: str = "default", format: str = "sql", include_data: str = "full",
            method: str = "auto") -> dict[str, Any]:
     """A backup. A JSON one goes on as a chain of visible, separately retried steps:
-    `convert_json_to_sql` makes its `.sql` twin, `attach_companion` names it in the result
-    (which the caller of this task id receives: `replace` hands the id down the chain)."""
+    `convert_json_to_sql` makes its `.sql` twin, `attach_companion` names it in the result."""
     manifest = operations.create(settings(), target=target, format=format, include_data=include_data,
                                  method=method, progress=reporter(self), with_twin=False)
-    if format != "json":
+    rest = after_backup(manifest)
+    if not rest:
         return manifest
-    raise self.replace(chain(convert_json_to_sql.si(backup_filename=manifest["backup_filename"]),
-                             attach_companion.s(manifest)))
+    raise self.replace(chained(rest))
 
 
 @shared_task(name="backups.convert_json_to_sql", bind=True)
@@ -83,38 +113,32 @@ def convert_json_to_sql(self: Task, backup_filename: str, dialect: str | None = 
 @shared_task(name="backups.attach_companion")
 def attach_companion(twin: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
     """The last step of a JSON backup's chain: the JSON manifest, naming its `.sql` twin."""
-    return with_companion(manifest, twin)
+    return operations.attach_companion(twin, manifest)
 
 
 @shared_task(name="backups.restore", bind=True)
 @retrying
 def restore(self: Task, backup_filename: str, target: str = "default") -> dict[str, Any]:
     """A restore. A JSON backup is restored through its `.sql` for the target's engine: an
-    existing twin that verifies, or else a chain `convert_json_to_sql -> restore_converted`."""
+    existing twin that checks out, or else a chain `convert_json_to_sql -> restore_converted`."""
+    from backup_engine.plan import RESTORE
+
     current = settings()
-    if not str(backup_filename).endswith(".json"):
-        return operations.restore(current, backup_filename=backup_filename, target=target, progress=reporter(self))
-    dialect = current.target(target).dialect
-    operations.store_for(current).verified(backup_filename)  # a bad name or file fails here, before any step
-    twin = operations.find_twin(current, backup_filename, dialect)
-    if twin is not None:
-        result = operations.restore(current, backup_filename=twin, target=target, progress=reporter(self))
-        return restored_from_json(result, backup_filename, twin)
-    raise self.replace(chain(convert_json_to_sql.si(backup_filename=backup_filename, dialect=dialect),
-                             restore_converted.s(target=target, source=backup_filename)))
+    plan = operations.plan_restore(current, backup_filename=backup_filename, target=target)
+    step = plan.steps[0]
+    if len(plan.steps) == 1 and step.task == RESTORE:
+        result = operations.restore_file(current, progress=reporter(self), **step.kwargs)
+        if step.kwargs["backup_filename"] != backup_filename:  # the JSON backup's twin
+            return restored_from_json(result, backup_filename, step.kwargs["backup_filename"])
+        return result
+    raise self.replace(chained(plan))
 
 
 @shared_task(name="backups.restore_converted", bind=True)
 @retrying
 def restore_converted(self: Task, converted: dict[str, Any], target: str, source: str) -> dict[str, Any]:
     """Restore the `.sql` converted from JSON backup `source`; the result names both files."""
-    result = operations.restore(settings(), backup_filename=converted["backup_filename"], target=target,
-                                progress=reporter(self))
-    return restored_from_json(result, source, converted["backup_filename"])
-
-
-def restored_from_json(result: dict[str, Any], source: str, converted: str) -> dict[str, Any]:
-    return {**result, "backup_filename": source, "restored_file": source, "converted_file": converted}
+    return operations.restore_converted(settings(), converted, target=target, source=source, progress=reporter(self))
 
 
 @shared_task(name="backups.restore_upload", bind=True)

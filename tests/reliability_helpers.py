@@ -9,6 +9,7 @@ the reader.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -21,7 +22,8 @@ from typing import Any
 import redis
 from celery import Celery
 
-from backup_engine.artifacts import MANIFEST_SUFFIX, TEMP_PREFIX, sha256_of
+from backup_engine.storage.local import TEMP_PREFIX
+from backup_engine.trust.manifest import MANIFEST_SUFFIX
 from tests.processes import ManagedProcess, celery_worker, clean_environment
 
 FINAL_STATES = ("SUCCESS", "FAILURE")
@@ -181,7 +183,7 @@ def assert_every_backup_whole(folder: Path) -> list[dict[str, Any]]:
         path = folder / record["backup_filename"]
         assert path.is_file(), record
         assert path.stat().st_size == record["size_bytes"], record["backup_filename"]
-        assert sha256_of(path) == record["sha256"], record["backup_filename"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == record["sha256"], record["backup_filename"]
     return records
 
 

@@ -1,4 +1,4 @@
-"""The backup folder: names, no overwrite, atomic publish, manifests, safe paths."""
+"""The backup folder through the catalogue: names, no overwrite, atomic publish, manifests, safe paths."""
 
 from __future__ import annotations
 
@@ -13,15 +13,18 @@ from datetime import UTC, datetime
 import pytest
 
 from backup_engine import errors
-from backup_engine.artifacts import BackupStore, check_safe_name
+from backup_engine.formats import FORMATS
+from backup_engine.storage.base import check_object_name as check_safe_name
+from tests.engine_api import BackupStore
 
 WHEN = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def publish_bytes(store: BackupStore, data: bytes, prefix: str = "gbot", when=WHEN) -> dict:
-    with store.pending("sql") as pending:
-        pending.stream().write(data)
-        return store.publish(pending, prefix, {"format": "sql", "target": "default"}, created_at=when)
+    with store.catalogue.new_artifact(FORMATS["sql"], prefix, when) as pending:
+        pending.write(data)
+        return pending.publish(format="sql", target="default", dialect="sqlite", method="test",
+                               include_data="full").as_result()
 
 
 def test_name_manifest_mode_and_checksum(backup_dir):
@@ -57,8 +60,8 @@ def test_a_foreign_file_with_the_name_is_not_overwritten(backup_dir):
 
 def test_a_failed_write_leaves_nothing(backup_dir):
     store = BackupStore(backup_dir)
-    with pytest.raises(RuntimeError), store.pending("sql") as pending:
-        pending.stream().write(b"half a dump")
+    with pytest.raises(RuntimeError), store.catalogue.new_artifact(FORMATS["sql"], "gbot", WHEN) as pending:
+        pending.write(b"half a dump")
         raise RuntimeError("dump broke")
     assert list(backup_dir.iterdir()) == []
 
@@ -83,7 +86,7 @@ def test_an_altered_file_fails_its_checksum(backup_dir):
                                   "x" * 300, "name with space.sql", 42, None])
 def test_unsafe_names_are_refused(backup_dir, name):
     with pytest.raises(errors.InvalidRequest):
-        BackupStore(backup_dir).locate(name)
+        BackupStore(backup_dir).catalogue.entry(name)
 
 
 def test_a_symlink_to_outside_is_refused(backup_dir, tmp_path):
@@ -91,7 +94,7 @@ def test_a_symlink_to_outside_is_refused(backup_dir, tmp_path):
     outside.write_text("SELECT 1;")
     (backup_dir / "link_db_backup_20250101_120000.sql").symlink_to(outside)
     with pytest.raises(errors.InvalidRequest, match="symbolic link"):
-        BackupStore(backup_dir).locate("link_db_backup_20250101_120000.sql")
+        BackupStore(backup_dir).catalogue.entry("link_db_backup_20250101_120000.sql")
 
 
 def test_list_is_newest_first_and_filters_by_target(backup_dir):
@@ -106,14 +109,14 @@ def test_list_is_newest_first_and_filters_by_target(backup_dir):
 def test_temp_files_of_dead_processes_are_swept(backup_dir):
     store = BackupStore(backup_dir)
     # A child process starts a pending artifact and dies without cleaning up (kill -9 in effect).
-    code = ("import os, sys; from pathlib import Path; from backup_engine.artifacts import BackupStore;"
-            f"ctx = BackupStore(Path({str(backup_dir)!r})).pending('sql'); p = ctx.__enter__();"
-            "p.stream().write(b'x'); os._exit(0)")
+    code = ("import os, sys; from pathlib import Path; from backup_engine.storage.local import LocalStore;"
+            f"w = LocalStore(Path({str(backup_dir)!r})).create(iter(['x.sql']));"
+            "w.write(b'x'); os._exit(0)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())
     leftovers = [p.name for p in backup_dir.iterdir()]
     assert len(leftovers) == 1 and leftovers[0].startswith(".partial.")
-    with store.pending("sql"):  # our own live temp file must survive the sweep
-        assert store.sweep_temp_files() == leftovers
+    with store.catalogue.new_artifact(FORMATS["sql"], "gbot", WHEN):  # our own live temp file must survive the sweep
+        assert store.catalogue.sweep() == leftovers
         assert len(list(backup_dir.iterdir())) == 1
     assert list(backup_dir.iterdir()) == []
 

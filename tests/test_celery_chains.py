@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests import richdb_pg
+from tests.engine_api import BackupStore
 from tests.processes import celery_worker, clean_environment
 from tests.test_celery_tasks import send
 
@@ -69,10 +70,11 @@ def test_a_failing_conversion_fails_the_chain_with_its_reason(chain_deployment):
     data = path.read_bytes()
     broken = data[: len(data) // 2]  # cut in the middle; the manifest is made to agree so only conversion fails
     path.write_bytes(broken)
-    manifest_path = path.with_name(path.name + ".meta.json")
-    record = json.loads(manifest_path.read_text())
-    record.update(size_bytes=len(broken), sha256=hashlib.sha256(broken).hexdigest())
-    manifest_path.write_text(json.dumps(record))
+    store = BackupStore(chain_deployment["dir"])
+    record = store.read_manifest(path.name)
+    digest = hashlib.sha256(broken).hexdigest()
+    record.update(size_bytes=len(broken), sha256=digest, content_bytes=len(broken), content_sha256=digest)
+    store.write_manifest(record)
     before = richdb_pg.database_state(chain_deployment["dst"])
 
     for twin in created["companions"]:

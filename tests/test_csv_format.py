@@ -11,11 +11,10 @@ import zipfile
 import pytest
 from psycopg2 import sql
 
-from backup_engine import csv_format
-from backup_engine.artifacts import BackupStore
-from backup_engine.backup import create_backup
+from backup_engine.formats import csv_zip as csv_format
 from backup_engine.targets import Target
 from tests import richdb_pg
+from tests.engine_api import BackupStore, create_backup
 from tests.test_sqlite_engine import make_rich_db as make_rich_sqlite
 
 

@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from backup_engine import errors
-from backup_engine.artifacts import BackupStore
-from backup_engine.backup import create_backup
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.restore import restore_backup
 from backup_engine.targets import Target
 from tests import richdb_pg
+from tests.engine_api import BackupStore, create_backup, restore_backup
 
 PSQL = shutil.which("psql")
 

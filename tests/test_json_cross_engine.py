@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from backup_engine import convert, errors
-from backup_engine.artifacts import BackupStore
-from backup_engine.backup import create_backup
+from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.restore import restore_backup
 from backup_engine.targets import Target
 from tests import richdb_pg
+from tests.engine_api import BackupStore, convert, create_backup, restore_backup
 
 TOOLS = ClientTools(pg_dump=shutil.which("pg_dump"), psql=shutil.which("psql"))
 pytestmark = pytest.mark.skipif(not TOOLS.psql, reason="psql not installed")

@@ -15,14 +15,12 @@ from pathlib import Path
 import ijson
 import pytest
 
-from backup_engine import convert, errors, json_format, sqlite
-from backup_engine.artifacts import BackupStore
-from backup_engine.backup import create_backup
+from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.postgresql import END_MARKER
-from backup_engine.restore import restore_backup
+from backup_engine.engines.postgresql.native import END_MARKER
 from backup_engine.targets import Target
 from tests import richdb_pg
+from tests.engine_api import BackupStore, convert, create_backup, json_format, restore_backup, sqlite
 from tests.test_sqlite_engine import db_state as sqlite_state
 from tests.test_sqlite_engine import make_rich_db as make_rich_sqlite
 
@@ -47,10 +45,8 @@ def execute(url: str, statements: str) -> None:
 
 def publish_json(store: BackupStore, data: bytes, dialect: str = "postgresql") -> str:
     """A (possibly broken) JSON file published with a valid manifest: only conversion can catch it."""
-    with store.pending("json") as artifact:
-        artifact.stream().write(data)
-        manifest = store.publish(artifact, "crafted", {"format": "json", "target": "crafted", "dialect": dialect,
-                                                       "include_data": "full", "tables": 0, "rows": 0})
+    manifest = store.publish_bytes(data, "crafted", {"format": "json", "target": "crafted", "dialect": dialect,
+                                                     "include_data": "full", "tables": 0, "rows": 0})
     return manifest["backup_filename"]
 
 

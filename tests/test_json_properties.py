@@ -20,11 +20,10 @@ from hypothesis import strategies as st
 from psycopg2 import sql
 from psycopg2.extras import Json
 
-from backup_engine import convert, json_format, sqlite
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.postgresql import restore_sql
 from backup_engine.targets import Target
 from tests import richdb_pg
+from tests.engine_api import convert, json_format, postgresql, sqlite
 
 TOOLS = ClientTools(pg_dump=shutil.which("pg_dump"), psql=shutil.which("psql"))
 SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -121,7 +120,7 @@ def test_random_postgresql_tables_round_trip(pg_pair, tmp_path_factory, table):
     with open(folder / "d.json", "wb") as handle:
         json_format.export_postgresql(Target.from_url("s", source), handle, "full")
     convert.convert_json_to_sql(folder / "d.json", folder / "d.sql")
-    restore_sql(Target.from_url("r", restored), folder / "d.sql", "full", [], TOOLS)
+    postgresql.restore_sql(Target.from_url("r", restored), folder / "d.sql", "full", [], TOOLS)
     assert rows_text(restored) == rows_text(source)
 
 
@@ -137,7 +136,7 @@ def test_negative_zero_keeps_its_sign(pg_pair, tmp_path):
         json_format.export_postgresql(Target.from_url("s", source), handle, "full")
     assert b"[-0, -0]" in (tmp_path / "d.json").read_bytes()
     convert.convert_json_to_sql(tmp_path / "d.json", tmp_path / "d.sql")
-    restore_sql(Target.from_url("r", restored), tmp_path / "d.sql", "full", [], TOOLS)
+    postgresql.restore_sql(Target.from_url("r", restored), tmp_path / "d.sql", "full", [], TOOLS)
     assert rows_text(restored) == ["(-0,-0)", "(0,0)"]
 
 

@@ -27,12 +27,10 @@ from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
 from backup_engine import errors
-from backup_engine.artifacts import BackupStore
-from backup_engine.backup import create_backup
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.restore import restore_backup
 from backup_engine.targets import Target
 from tests import richdb_pg
+from tests.engine_api import BackupStore, create_backup, restore_backup
 
 PG_DUMP = shutil.which("pg_dump")
 PSQL = shutil.which("psql")
@@ -82,17 +80,15 @@ def build_other_database(url: str) -> None:
 
 
 def plant_backup(store: BackupStore, manifest: dict, data: bytes, name: str) -> str:
-    """Write `data` as backup `name` with a manifest copied from `manifest`, checksum fixed up,
-    so that only the SQL inside can fail."""
+    """Write `data` as backup `name` with a manifest copied from `manifest`, checksum fixed up and
+    signed with the folder's key, so that only the SQL inside can fail."""
     path = store.folder / name
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-    original = json.loads(store.manifest_path(Path(manifest["path"])).read_text(encoding="utf-8"))
-    original.update(backup_filename=name, path=str(path), size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    fd = os.open(store.manifest_path(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(original, handle)
+    digest = hashlib.sha256(data).hexdigest()
+    store.write_manifest({**manifest, "backup_filename": name, "size_bytes": len(data), "sha256": digest,
+                          "content_bytes": len(data), "content_sha256": digest})
     return name
 
 

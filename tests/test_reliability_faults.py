@@ -33,10 +33,12 @@ import redis
 import yaml
 
 from backup_engine import errors
-from backup_engine.artifacts import TEMP_PREFIX, BackupStore
+from backup_engine.formats import FORMATS
+from backup_engine.storage.local import TEMP_PREFIX
 from config.settings import load_settings
 from tasks import operations
 from tests import richdb_pg
+from tests.engine_api import BackupStore
 from tests.processes import ROOT, ManagedProcess
 from tests.reliability_helpers import (
     assert_every_backup_whole,
@@ -147,7 +149,7 @@ def test_kill9_during_a_large_backup_redelivers_and_leaves_exactly_one_whole_bac
     if moment == "dump":
         # A plain celery worker does not sweep; the next start (`python -m worker run`) does.
         assert received_count(worker.output(), task_id) >= 2, "the task was not redelivered"
-        BackupStore(backups).sweep_temp_files()
+        BackupStore(backups).catalogue.sweep()
     assert temp_files(backups) == []
 
 
@@ -373,10 +375,10 @@ def test_sweep_removes_the_temp_files_of_dead_writers_only(tmp_path):
     for path in (dead, other_host):
         path.write_bytes(b"partial")
     store = BackupStore(folder)
-    with store.pending("sql") as live:
-        live.stream().write(b"being written")
-        assert sorted(store.sweep_temp_files()) == sorted([dead.name, other_host.name])
-        assert live.temp_path.exists()
+    with store.catalogue.new_artifact(FORMATS["sql"], "live", datetime.now(UTC)) as live:
+        live.write(b"being written")
+        assert sorted(store.catalogue.sweep()) == sorted([dead.name, other_host.name])
+        assert len(list(folder.glob(f"{TEMP_PREFIX}*"))) == 1  # the live writer's own temp file
 
 
 def test_sweep_removes_a_stale_temp_file_whose_pid_was_reused(tmp_path):
@@ -385,7 +387,7 @@ def test_sweep_removes_a_stale_temp_file_whose_pid_was_reused(tmp_path):
     # Written by a worker that died; the pid in its name now belongs to an unrelated process.
     reused = folder / f"{TEMP_PREFIX}{socket.gethostname()}.{os.getppid()}.{uuid.uuid4().hex}.sql"
     reused.write_bytes(b"partial dump of a worker that was killed before the restart")
-    BackupStore(folder).sweep_temp_files()
+    BackupStore(folder).catalogue.sweep()
     assert not reused.exists()
 
 
@@ -511,12 +513,14 @@ def _drill_databases(pg_server) -> list[str]:
 
 
 def _rewrite(path: Path, data: bytes, manifest_changes: dict | None = None) -> None:
-    """Change a backup and make its manifest agree (size, sha256): only the drill can tell."""
+    """Change a backup and make its manifest agree (sizes, checksums, signature): only the drill can tell."""
     path.write_bytes(data)
-    manifest_path = path.with_name(path.name + ".meta.json")
-    record = json.loads(manifest_path.read_text())
-    record.update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), **(manifest_changes or {}))
-    manifest_path.write_text(json.dumps(record))
+    store = BackupStore(path.parent)
+    record = store.read_manifest(path.name)
+    digest = hashlib.sha256(data).hexdigest()
+    record.update(size_bytes=len(data), sha256=digest, content_bytes=len(data), content_sha256=digest,
+                  **(manifest_changes or {}))
+    store.write_manifest(record)
 
 
 def test_verify_checks_the_checksum_then_drills_a_restore_and_compares_row_counts(small_pg, pg_server):
@@ -546,11 +550,10 @@ def test_verify_checks_the_checksum_then_drills_a_restore_and_compares_row_count
 
 # --- retention ---------------------------------------------------------------------------------------------
 def _fake_backup(store: BackupStore, target: str, created_at: datetime, body: bytes = b"-- fake\n") -> str:
-    with store.pending("sql") as pending:
-        pending.stream().write(body + created_at.isoformat().encode())
-        record = store.publish(pending, target, {"format": "sql", "target": target, "dialect": "postgresql",
-                                                 "include_data": "full", "table_rows": {}, "tables": 0, "rows": 0,
-                                                 "method": "pg_dump", "duration_s": 0.0}, created_at=created_at)
+    record = store.publish_bytes(body + created_at.isoformat().encode(), target,
+                                 {"format": "sql", "target": target, "dialect": "postgresql", "include_data": "full",
+                                  "table_rows": {}, "tables": 0, "rows": 0, "method": "pg_dump", "duration_s": 0.0},
+                                 created_at=created_at)
     return record["backup_filename"]
 
 

@@ -32,10 +32,10 @@ import pytest
 import redis
 
 from backup_engine import errors
-from backup_engine.artifacts import BackupStore
 from config.settings import load_settings
 from tasks import operations
 from tests import richdb_pg
+from tests.engine_api import BackupStore
 from tests.processes import ManagedProcess, clean_environment
 from tests.reliability_helpers import (
     failure_text,

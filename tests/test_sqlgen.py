@@ -36,14 +36,15 @@ from sqlalchemy import (
     select,
 )
 
-from backup_engine import errors, sqlgen, sqlite, sqlliterals
-from backup_engine.artifacts import BackupStore
+from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools, DumpResult
-from backup_engine.postgresql import END_MARKER, PlainDumpScanner, restore_sql
-from backup_engine.restore import restore_backup
-from backup_engine.sqlmodel import DatabaseModel, SchemaExtras, extras_from_dict, extras_to_dict
+from backup_engine.engines.postgresql import literals as pg_literals
+from backup_engine.engines.postgresql.native import END_MARKER, PlainDumpScanner
+from backup_engine.formats import FORMATS
+from backup_engine.formats.model import DatabaseModel, SchemaExtras, extras_from_dict, extras_to_dict
 from backup_engine.targets import Target
 from tests import richdb_pg
+from tests.engine_api import BackupStore, postgresql, restore_backup, sqlgen, sqlite
 from tests.test_sqlite_engine import db_state as sqlite_state
 from tests.test_sqlite_engine import make_rich_db as make_rich_sqlite
 
@@ -63,7 +64,7 @@ def pg_target(url: str, name: str = "t") -> Target:
 
 
 def restore_pg(url: str, path: Path, include_data: str, result: DumpResult) -> None:
-    restore_sql(pg_target(url), path, include_data, list(result.table_rows), TOOLS)
+    postgresql.restore_sql(pg_target(url), path, include_data, list(result.table_rows), TOOLS)
 
 
 def snapshot(url: str) -> tuple[dict, dict]:
@@ -152,12 +153,12 @@ def test_restore_backup_facade_restores_a_published_fallback_backup(rich_url, ri
                                                                     make_pg_database):
     """The way backup.py will publish it: streamed through the artifact, table_rows in the manifest."""
     store = BackupStore(backup_dir)
-    with store.pending("sql") as artifact:
-        result = sqlgen.dump_sql(pg_target(rich_url, "rich"), artifact.stream(), "full")
-        manifest = store.publish(artifact, "rich", {
-            "format": "sql", "target": "rich", "dialect": "postgresql", "server_version": result.server_version,
-            "method": result.method, "include_data": "full", "tables": result.tables, "rows": result.rows,
-            "table_rows": result.table_rows})
+    with store.catalogue.new_artifact(FORMATS["sql"], "rich", dt.datetime.now(dt.UTC)) as artifact:
+        result = sqlgen.dump_sql(pg_target(rich_url, "rich"), artifact, "full")
+        manifest = artifact.publish(
+            format="sql", target="rich", dialect="postgresql", server_version=result.server_version,
+            method=result.method, include_data="full", tables=result.tables, rows=result.rows,
+            table_rows=result.table_rows).as_result()
     target = pg_target(make_pg_database("facade"), "facade")
     execute(target.url.render_as_string(hide_password=False),
             "CREATE TABLE leftover (x int); CREATE SCHEMA other; CREATE TABLE other.t (y int)")
@@ -499,7 +500,7 @@ def test_writer_builds_a_postgresql_script_from_portable_metadata(tmp_path, make
     table_rows = write_portable(path, "postgresql", "public")
     assert table_rows == {"public.authors": 3, 'public."select"': 3}
     url = make_pg_database("portable")
-    restore_sql(pg_target(url), path, "full", [], TOOLS)
+    postgresql.restore_sql(pg_target(url), path, "full", [], TOOLS)
     assert read_portable(url, "public") == expected_portable("postgresql")
     conn = psycopg2.connect(**{k: v for k, v in richdb_pg.connect(url).get_dsn_parameters().items()
                                if k in ("host", "port", "user", "dbname")}, password=pg_target(url).url.password)
@@ -510,4 +511,4 @@ def test_writer_builds_a_postgresql_script_from_portable_metadata(tmp_path, make
 
 
 def test_sqlliterals_are_used_for_comment_text():
-    assert sqlliterals.pg_string("it's \\ %") == "'it''s \\ %'"
+    assert pg_literals.pg_string("it's \\ %") == "'it''s \\ %'"

@@ -23,11 +23,12 @@ from hypothesis import strategies as st
 from psycopg2 import sql
 from psycopg2.extras import Json
 
-from backup_engine import sqlgen, sqlite, sqlliterals
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.postgresql import restore_sql
+from backup_engine.engines.postgresql import literals as pg_literals
+from backup_engine.engines.sqlite import literals as sqlite_literals
 from backup_engine.targets import Target
 from tests import richdb_pg
+from tests.engine_api import postgresql, sqlgen, sqlite
 from tests.test_sqlite_engine import db_state as sqlite_state
 
 PSQL = shutil.which("psql")
@@ -77,7 +78,7 @@ PG_TYPES: dict[str, tuple[Any, Any]] = {
     "integer[]": (st.lists(st.none() | st.integers(-2**31, 2**31 - 1), max_size=5), None),
     "integer[][]": (st.sampled_from([[], [[1, 2], [3, None]], [[None]]]), None),
 }
-KINDS = {"jsonb": sqlliterals.JSON, "json": sqlliterals.JSON}
+KINDS = {"jsonb": pg_literals.JSON, "json": pg_literals.JSON}
 
 
 def pg_values(type_name: str) -> Any:
@@ -134,7 +135,7 @@ def test_pg_literal_reads_back_like_a_bound_parameter(pg_conn, type_name):
     @given(value=pg_values(type_name))
     def check(value):
         kind = KINDS.get(type_name)
-        literal = sqlliterals.pg_literal(value, kind)
+        literal = pg_literals.pg_literal(value, kind)
         with pg_conn.cursor() as cur:
             cast = sql.SQL("::" + type_name + ("::jsonb" if type_name == "json" else ""))  # json keeps its text
             rendered = text_of(cur, sql.SQL("(") + sql.SQL(literal) + sql.SQL(")") + cast)
@@ -152,7 +153,7 @@ def test_pg_copy_field_loads_like_a_bound_parameter(pg_conn, type_name):
     @given(values=st.lists(pg_values(type_name), min_size=1, max_size=4))
     def check(values):
         kind = KINDS.get(type_name)
-        data = "".join(sqlliterals.pg_copy_row([v], [kind]) for v in values)
+        data = "".join(pg_literals.pg_copy_row([v], [kind]) for v in values)
         with pg_conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE TEMP TABLE copied (n serial, v {})").format(sql.SQL(type_name)))
             try:
@@ -182,7 +183,7 @@ def sqlite_key(value: Any) -> Any:
 @LITERALS
 @given(values=st.lists(sqlite_values, min_size=1, max_size=10))
 def test_sqlite_literal_stores_the_same_value_and_class(values):
-    literals = sqlliterals.SqliteLiterals()
+    literals = sqlite_literals.SqliteLiterals()
     conn = sqlite3.connect(":memory:")
     try:
         conn.execute("CREATE TABLE a (n INTEGER PRIMARY KEY, v)")
@@ -199,8 +200,8 @@ def test_sqlite_literal_stores_the_same_value_and_class(values):
 
 
 def test_sqlite_raw_text_and_nan():
-    literals = sqlliterals.SqliteLiterals()
-    assert literals.literal(sqlliterals.RawText(b"\xff\x00")) == "CAST(X'ff00' AS TEXT)"
+    literals = sqlite_literals.SqliteLiterals()
+    assert literals.literal(sqlite_literals.RawText(b"\xff\x00")) == "CAST(X'ff00' AS TEXT)"
     assert literals.literal(float("nan")) == "NULL"
     assert literals.literal(True) == "1"
     literals.close()
@@ -251,7 +252,7 @@ def test_random_postgresql_tables_round_trip(pg_pair, tmp_path, table, schema):
     with open(path, "wb") as handle:
         result = sqlgen.dump_sql(Target.from_url("src", source), handle, "full")
     assert result.rows == len(rows)
-    restore_sql(Target.from_url("dst", restored), path, "full", [], TOOLS)
+    postgresql.restore_sql(Target.from_url("dst", restored), path, "full", [], TOOLS)
     assert richdb_pg.database_state(restored) == richdb_pg.database_state(source)
     assert richdb_pg.schema_fingerprint(restored) == richdb_pg.schema_fingerprint(source)
 
@@ -295,8 +296,8 @@ def test_random_sqlite_tables_round_trip(tmp_path_factory, table):
 
 
 def test_nan_helpers_are_consistent():
-    assert sqlliterals.pg_text(float("nan")) == "NaN"
-    assert math.isnan(float(sqlliterals.pg_text(float("nan"))))
-    assert sqlliterals.pg_literal(Decimal("-Infinity")) == "'-Infinity'::numeric"
-    assert sqlliterals.pg_copy_field("a\tb\\c\nd\re") == "a\\tb\\\\c\\nd\\re"
+    assert pg_literals.pg_text(float("nan")) == "NaN"
+    assert math.isnan(float(pg_literals.pg_text(float("nan"))))
+    assert pg_literals.pg_literal(Decimal("-Infinity")) == "'-Infinity'::numeric"
+    assert pg_literals.pg_copy_field("a\tb\\c\nd\re") == "a\\tb\\\\c\\nd\\re"
     assert Path(__file__).name.startswith("test_")

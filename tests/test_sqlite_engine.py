@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from backup_engine import errors, sqlite
-from backup_engine.artifacts import BackupStore, sha256_of
-from backup_engine.backup import create_backup
+from backup_engine import errors
+from backup_engine.engines.sqlite import files as sqlite_files
 from backup_engine.targets import Target
+from tests.engine_api import BackupStore, create_backup, sha256_of, sqlite
 
 # Doubles that SQLite 3.40 reads back wrong from their shortest repr() (found by experiment).
 HARD_FLOATS = [-2.2606631148481385e-299, -1.576209342660012e-294, 1.829402849984213e-298,
@@ -361,7 +361,7 @@ def test_missing_target_is_an_error_and_is_not_created(tmp_path: Path) -> None:
 
 def test_snapshot_of_a_locked_database_reports_it_unavailable(rich: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite, "LOCK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(sqlite_files, "LOCK_TIMEOUT_S", 0.2)
     holder = sqlite3.connect(rich, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     snap = tmp_path / "snap.sqlite3"
@@ -380,7 +380,7 @@ def test_restore_into_a_locked_target_gives_up_and_changes_nothing(rich: Path, t
     target = tmp_path / "target.db"
     make_other_db(target)
     before = sha(target)
-    monkeypatch.setattr(sqlite, "LOCK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(sqlite_files, "LOCK_TIMEOUT_S", 0.2)
     holder = sqlite3.connect(target, isolation_level=None)
     holder.execute("BEGIN")
     holder.execute("SELECT * FROM other").fetchall()  # a reader holding its lock

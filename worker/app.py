@@ -9,7 +9,6 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_init
 
-from backup_engine.artifacts import BackupStore
 from config.settings import Settings, load_settings
 from worker.schedule import beat_schedule
 
@@ -59,7 +58,9 @@ def make_app(settings: Settings) -> Celery:
 def sweep_orphaned_temp_files(**_: object) -> None:
     """However the worker is started (`python -m worker run`, plain `celery worker`, compose),
     temp files of writers that died (kill -9, power loss) are removed before work starts."""
-    BackupStore(settings.backup_dir).sweep_temp_files()
+    from tasks.operations import catalogue_for
+
+    catalogue_for(settings).sweep()
 
 
 settings = load_settings()

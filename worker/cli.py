@@ -18,7 +18,7 @@ from typing import Any
 
 from backup_engine.dumpinfo import INCLUDE_DATA_MODES, METHODS
 from backup_engine.errors import BackupError
-from backup_engine.targets import SUPPORTED_DIALECTS
+from backup_engine.registry import engine_names
 
 EXIT_FAILED = 1
 POLL_S = 0.2
@@ -45,7 +45,7 @@ COMMANDS = {
     "prune": Command("backups.prune", "prune", options=("target",)),
 }
 OPTION_DEFAULTS = {"format": "sql", "include_data": "full", "method": "auto"}
-OPTION_CHOICES = {"include_data": INCLUDE_DATA_MODES, "method": METHODS, "dialect": SUPPORTED_DIALECTS}
+OPTION_CHOICES = {"include_data": INCLUDE_DATA_MODES, "method": METHODS, "dialect": engine_names()}
 TARGET_DEFAULT = {"backup": "default", "restore": "default", "restore-upload": "default"}
 
 

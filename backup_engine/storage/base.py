@@ -115,6 +115,10 @@ class Store(ABC):
     def location(self, name: str) -> str:
         """The URL of one object (`file:///abs/dir/name`, `s3://bucket/prefix/name`)."""
 
+    def display_path(self, name: str) -> str:
+        """Where an object is, as a task result shows it (`path`)."""
+        return self.location(name)
+
     @abstractmethod
     def create(self, names: Iterator[str]) -> ObjectWriter:
         """A writer for a new object that will take the first of `names` still free."""
@@ -135,6 +139,12 @@ class Store(ABC):
     @abstractmethod
     def open(self, name: str) -> BinaryIO:
         """A streaming reader of the object's bytes (close it when done)."""
+
+    @abstractmethod
+    def stat(self, name: str) -> ObjectInfo:
+        """The object's size and time; refused unless it is a plain object (ArtifactError
+        BACKUP_NOT_FOUND when missing, InvalidRequest UNSAFE_PATH for a link, ArtifactError
+        NOT_A_FILE for anything else)."""
 
     @abstractmethod
     def exists(self, name: str) -> bool:

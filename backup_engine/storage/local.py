@@ -32,7 +32,6 @@ from backup_engine.storage.base import NameTaken, ObjectInfo, ObjectWriter, Stor
 TEMP_PREFIX = ".partial."
 FILE_MODE = 0o600
 CHUNK_SIZE = 1 << 20
-SCRATCH_FOLDER = ".scratch"
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -132,7 +131,7 @@ class LocalStore(Store):
 
     def __init__(self, folder: Path, scratch_dir: Path | None = None) -> None:
         self.folder = Path(folder).absolute()
-        self._scratch = Path(scratch_dir) if scratch_dir is not None else self.folder / SCRATCH_FOLDER
+        self._scratch = Path(scratch_dir) if scratch_dir is not None else self.folder
 
     @classmethod
     def from_url(cls, url: str, *, scratch_dir: Path) -> LocalStore:
@@ -147,6 +146,9 @@ class LocalStore(Store):
 
     def location(self, name: str) -> str:
         return (self.folder / check_object_name(name)).as_uri()
+
+    def display_path(self, name: str) -> str:
+        return str(self._path(name))
 
     def _path(self, name: str) -> Path:
         return self.folder / check_object_name(name)
@@ -191,6 +193,18 @@ class LocalStore(Store):
 
     def open(self, name: str) -> BinaryIO:
         return os.fdopen(open_regular(self._path(name)), "rb", buffering=CHUNK_SIZE)
+
+    def stat(self, name: str) -> ObjectInfo:
+        path = self._path(name)
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            raise errors.ArtifactError(errors.BACKUP_NOT_FOUND, name) from None
+        if stat.S_ISLNK(info.st_mode):
+            raise errors.InvalidRequest(errors.UNSAFE_PATH, f"{name!r} is a symbolic link")
+        if not stat.S_ISREG(info.st_mode):
+            raise errors.ArtifactError(errors.NOT_A_FILE, name)
+        return ObjectInfo(name=name, size=info.st_size, modified=datetime.fromtimestamp(info.st_mtime, UTC))
 
     def exists(self, name: str) -> bool:
         return os.path.lexists(self._path(name))
@@ -245,5 +259,4 @@ class LocalStore(Store):
 
     @property
     def scratch_dir(self) -> Path:
-        self._scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self._scratch

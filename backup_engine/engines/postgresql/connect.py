@@ -1,8 +1,9 @@
 """Connecting to a PostgreSQL target without a password ever reaching argv, env or logs.
 
 psycopg2 gets the password as a keyword argument; the client tools get a 0600 PGPASSFILE
-made for the run in a private temp folder and removed after it. The tools' environment is
-built from nothing (never the worker's own PG* variables, never the dump's environment).
+that is a memfd (`/dev/fd/N`), so it never touches a disk. The tools' environment is built
+from nothing (never the worker's own PG* variables, never the dump's environment). Messages
+that leave the engine keep the error, the table and the constraint, never row data.
 """
 
 from __future__ import annotations
@@ -70,8 +71,18 @@ def classify_failure(message: str, *, default: type[errors.BackupError], default
 
 
 def scrub(message: str, target: Target) -> str:
-    """Tool output with the password blanked out, should a tool ever echo it."""
-    text = message.strip()
+    """Server or tool output fit to keep in a result backend for months: the password blanked
+    out should a tool ever echo it, and no row data (PostgreSQL's DETAIL lines, the statement
+    text psql quotes after LINE, the data line a COPY context quotes)."""
+    kept = []
+    for line in message.strip().splitlines():
+        bare = line.split(": ", 1)[-1].lstrip() if line.startswith("psql:") else line.lstrip()
+        if bare.startswith(("DETAIL:", "LINE ", "HINT:  Failing row")) or bare.startswith("^"):
+            continue
+        if bare.startswith("CONTEXT:") and ": \"" in line:
+            line = line.split(': "', 1)[0]
+        kept.append(line)
+    text = "\n".join(kept)
     password = str(target.url.password or "")
     if password:
         for form in {password, _pgpass_escape(password), quote(password, safe=""), quote_plus(password)}:

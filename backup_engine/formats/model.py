@@ -1,8 +1,8 @@
 """What a SQL script is generated from: SQLAlchemy `MetaData` plus the extras it cannot hold.
 
-`DatabaseModel` is the hand-over point between a source (reflection of a live database in
-`sqlgen`, or later a JSON backup's schema) and `sqlgen.SqlScriptWriter`. Every field is plain
-data (strings, numbers, lists), so a JSON schema can carry it and rebuild it with
+`DatabaseModel` is the hand-over point between a source (an engine's reflection of a live
+database, or a JSON backup's schema) and an engine's script writer. Every field of the extras
+is plain data (strings, numbers, lists), so a JSON schema can carry it and rebuild it with
 `extras_from_dict(extras_to_dict(...))`.
 
 Names are unquoted; the writer quotes them with the dialect's preparer. Fields holding SQL
@@ -15,7 +15,40 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import Integer, MetaData, Table
+from sqlalchemy.types import UserDefinedType
+
+
+class CatalogType(UserDefinedType):
+    """A column type written exactly as the catalog spells it (format_type(), a SQLite declared type)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str, integer: bool = False) -> None:
+        self.spec = spec
+        self.integer = integer
+
+    def get_col_spec(self, **_: Any) -> str:
+        return self.spec
+
+    @property
+    def _type_affinity(self) -> Any:  # lets SQLite's compiler see INTEGER PRIMARY KEY AUTOINCREMENT
+        return Integer if self.integer else UserDefinedType
+
+    def __repr__(self) -> str:
+        return f"CatalogType({self.spec!r})"
+
+
+def type_spec(column: Any) -> str:
+    """A column's type as text: the catalog's spelling when reflected, else SQLAlchemy's."""
+    return column.type.spec if isinstance(column.type, CatalogType) else str(column.type)
+
+
+def data_columns(table: Table) -> list[str]:
+    """Columns a dump writes: all but generated and hidden ones, after the implicit rowid if kept."""
+    rowid = [table.info["rowid"]] if table.info.get("rowid") else []
+    return rowid + [column.name for column in table.columns
+                    if column.computed is None and not column.info.get("hidden")]
 
 
 @dataclass
@@ -156,7 +189,7 @@ class SchemaExtras:
 
 @dataclass
 class DatabaseModel:
-    dialect: str  # "postgresql" or "sqlite"
+    dialect: str  # the engine's name
     metadata: MetaData
     extras: SchemaExtras = field(default_factory=SchemaExtras)
     server_version: str = ""
@@ -190,3 +223,12 @@ def extras_from_dict(data: dict[str, Any]) -> SchemaExtras:
             value = items
         values[key] = value
     return SchemaExtras(**values)
+
+
+@dataclass(frozen=True)
+class PortableDefault:
+    """A column default that means the same in every engine: the time of the insert, a boolean,
+    a number, or a string (its content as it stands between single quotes, quotes doubled)."""
+
+    kind: str  # "now", "boolean", "number", "string"
+    text: str = ""

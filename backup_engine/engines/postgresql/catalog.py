@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backup_engine.sqlmodel import (
+from backup_engine.formats.model import (
     CommentDef,
     ConstraintDef,
     DomainCheck,

@@ -1,0 +1,107 @@
+"""PostgreSQL as an `Engine`: pg_dump and psql, the SQLAlchemy fallback, JSON and CSV."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, BinaryIO, ClassVar
+
+from backup_engine import errors
+from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
+from backup_engine.engines.base import (
+    ArtifactSource,
+    Engine,
+    RestoreOutcome,
+    RestoreRequest,
+    TableMap,
+    UploadReport,
+)
+from backup_engine.engines.postgresql import csv_export, generated, json_export, json_import, native, uploads
+from backup_engine.engines.postgresql import kinds as pg_kinds
+from backup_engine.engines.postgresql.restore import restore_in_one_transaction
+from backup_engine.engines.postgresql.scratch import count_rows, scratch_database
+from backup_engine.engines.postgresql.writer import PostgresScriptWriter, make_dialect
+from backup_engine.formats.json_document import JsonBackupReader
+from backup_engine.formats.model import DatabaseModel
+from backup_engine.formats.sql_script import CopyData, RowData, ScriptWriter
+
+
+class PostgresEngine(Engine):
+    name = "postgresql"
+    formats = ("sql", "json", "csv")
+    restore_formats = ("sql",)
+    safety_format = "sql"
+    native_method = "pg_dump"
+    unsupported_restore = errors.UNSUPPORTED_PG_RESTORE
+    string_default: ClassVar[re.Pattern[str]] = re.compile(r"^'((?:[^']|'')*)'(?:::[\w .\"]+)?$")
+    carries_comments = True
+    skips_empty_tables = True
+    identity_for_rowid_alias = True
+
+    # --- backups -------------------------------------------------------------------------
+    def server_version(self) -> str:
+        return native.server_version(self.target)
+
+    def dump_native(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
+        return native.dump_sql(self.target, out, include_data, self.tools, progress)
+
+    def dump_generated(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
+        return generated.dump_generated(self.target, out, include_data, progress)
+
+    def export_json(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
+        return json_export.export_json(self.target, out, include_data, progress)
+
+    def export_csv(self, out: ByteSink, include_data: str, progress: Progress = no_progress, *,
+                   csv_safe: bool = False) -> DumpResult:
+        return csv_export.export_csv(self.target, out, include_data, progress, csv_safe=csv_safe)
+
+    def script_complete(self, tail: bytes) -> bool:
+        return native.script_complete(tail)
+
+    # --- restores ------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return True  # a database that does not exist fails the safety backup with TARGET_MISSING
+
+    def restore(self, source: ArtifactSource, request: RestoreRequest,
+                progress: Progress = no_progress) -> RestoreOutcome:
+        psql = self.tools.get("psql")
+        if request.trusted:
+            restore_in_one_transaction(self.target, source, request.include_data, request.table_rows, psql)
+        else:
+            uploads.restore_untrusted(self.target, source, request.include_data, request.table_rows, psql)
+        return RestoreOutcome()
+
+    def drill(self, source: ArtifactSource, request: RestoreRequest) -> dict[str, int]:
+        with scratch_database(self.target) as scratch:
+            type(self)(scratch, self.tools, self._scratch_dir).restore(source, request)
+            return count_rows(scratch)
+
+    # --- uploads -----------------------------------------------------------------------------
+    def check_upload(self, stream: BinaryIO, format: str) -> UploadReport:
+        return uploads.check_upload(stream)
+
+    # --- JSON conversion -----------------------------------------------------------------------
+    @classmethod
+    def script_writer(cls, out: ByteSink, model: DatabaseModel, progress: Progress = no_progress) -> ScriptWriter:
+        return PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
+
+    @classmethod
+    def json_script_writer(cls, out: ByteSink, reader: JsonBackupReader, model: DatabaseModel,
+                           progress: Progress = no_progress) -> ScriptWriter:
+        return json_import.StagedScriptWriter(out, reader, model, progress=progress)
+
+    @classmethod
+    def column_type(cls, kind: str, source_type: str, sole_key: bool) -> str:
+        return pg_kinds.column_type(kind, source_type)
+
+    @classmethod
+    def sql_dialect(cls) -> Any:
+        return make_dialect()
+
+    @classmethod
+    def place_table(cls, schema: str | None, name: str) -> tuple[str | None, str]:
+        return "public", name
+
+    @classmethod
+    def json_rows(cls, reader: JsonBackupReader, mapping: TableMap, columns: list[str],
+                  natural: bool) -> CopyData | RowData:
+        return json_import.decoded_rows(reader, mapping, columns, natural)

@@ -1,0 +1,102 @@
+"""The JSON document of a PostgreSQL target: the server renders every row.
+
+Rows are `COPY (SELECT json_build_array(...)) TO STDOUT` (one raw JSON array per line) moved
+in 1 MiB blocks; schema and rows come from one REPEATABLE READ snapshot.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from psycopg2 import sql
+from sqlalchemy import Table
+
+from backup_engine import errors
+from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
+from backup_engine.engines.postgresql import kinds as pg_kinds
+from backup_engine.engines.postgresql.connect import snapshot_connection
+from backup_engine.engines.postgresql.reflect import reflect_postgresql
+from backup_engine.engines.reflection import sqlalchemy_connection
+from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
+from backup_engine.formats.json_schema import model_to_dict
+from backup_engine.formats.model import DatabaseModel
+from backup_engine.targets import Target
+
+METHOD = "postgresql-json"
+
+PG_PORTABLE_INDEXES_SQL = """
+SELECT n.nspname, c.relname, ic.relname, i.indisunique,
+       array(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord)
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_am am ON am.oid = ic.relam
+WHERE c.relkind = 'r' AND i.indexprs IS NULL AND i.indpred IS NULL AND am.amname = 'btree'
+  AND NOT i.indisprimary AND NOT (0 = ANY (i.indkey::int2[]))
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.contype IN ('u', 'x'))
+ORDER BY 1, 2, 3"""
+
+
+def export_json(target: Target, out: ByteSink, include_data: str,
+                      progress: Progress = no_progress) -> DumpResult:
+    """Write the JSON document of a PostgreSQL target into `out`; rows are rendered by the server."""
+    with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
+            sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
+        model = reflect_postgresql(conn)
+        with raw.cursor() as cur:
+            column_kinds = pg_kinds.column_kinds(cur)
+            cur.execute(PG_PORTABLE_INDEXES_SQL)
+            indexes = [{"table": f"{s}.{t}", "name": name, "unique": unique, "columns": list(cols)}
+                       for s, t, name, unique, cols in cur.fetchall()]
+        result = _write_postgresql(raw, model, column_kinds, indexes, out, include_data, progress)
+    return result
+
+
+def _pg_row_columns(table: Table) -> list[str]:
+    """Columns a PostgreSQL document holds per row: the dump's columns plus generated ones (for other engines)."""
+    return [column.name for column in table.columns]
+
+
+def _write_postgresql(raw: Any, model: DatabaseModel, column_kinds: dict, indexes: list[dict[str, Any]],
+                      out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
+    metadata = model.metadata
+    kinds = {key: {c.name: column_kinds.get((table.schema, table.name, c.name), ("other", None))
+                   for c in table.columns} for key, table in metadata.tables.items()}
+    row_columns = {key: _pg_row_columns(table) for key, table in metadata.tables.items()}
+    schema = model_to_dict(model, kinds, row_columns, indexes)
+    schema["server_version"] = model.server_version
+    writer = DocumentWriter(out)
+    writer.start(document_header("postgresql", model.server_version, include_data), schema)
+    tables = [(key, table) for key, table in metadata.tables.items()
+              if include_data != "schema" and not model.extras.partition_keys.get(key)]
+    for index, (key, table) in enumerate(tables):
+        columns = row_columns[key]
+        writer.open_table(key, columns)
+        rows = 0
+        if columns:
+            expressions = [pg_kinds.export_expression(sql.Identifier(name).as_string(raw), kinds[key][name][0])
+                           for name in columns]
+            query = (f"COPY (SELECT pg_catalog.json_build_array({', '.join(expressions)}) FROM ONLY "  # noqa: S608
+                     f"{sql.Identifier(table.schema, table.name).as_string(raw)}) TO STDOUT "
+                     "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+            forwarder = RowLines(out)
+            with io.BufferedWriter(forwarder, buffer_size=BLOCK) as buffered, raw.cursor() as cur:
+                cur.copy_expert(query, buffered, size=BLOCK)
+                buffered.flush()
+            forwarder.close_rows()
+            rows = forwarder.rows
+        else:
+            with raw.cursor() as cur:
+                cur.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(table.schema, table.name)))
+                rows = cur.fetchone()[0]
+            out.write(b",\n".join([b"[]"] * rows) + (b"\n" if rows else b""))
+        writer.close_table(key, rows, index == len(tables) - 1)
+        progress(phase="dump", tables=index + 1, rows=sum(writer.table_rows.values()))
+    writer.finish()
+    names = {key: model.extras.display_names.get(key) or key for key in metadata.tables}
+    table_rows = {names[key]: writer.table_rows.get(key, 0) for key in metadata.tables}
+    return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows)

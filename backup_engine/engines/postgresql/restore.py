@@ -1,0 +1,103 @@
+"""Restoring a trusted dump over a PostgreSQL target in one transaction: all or nothing.
+
+A script run before the dump, in the same transaction, resets the target: a schema-bearing
+restore replaces every user schema; a data-only restore empties the tables it fills, with the
+user triggers off while it loads (they fired when the rows were first written) and on again
+after. Every name in these scripts comes from the catalog and is quoted by psycopg2; nothing
+read from the backup's text reaches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from psycopg2 import sql
+
+from backup_engine import errors
+from backup_engine.engines.base import ArtifactSource
+from backup_engine.engines.postgresql.connect import client_run, connect
+from backup_engine.engines.postgresql.native import script_complete
+from backup_engine.engines.postgresql.psql import psql_argv, require_tool, stream_into_psql
+from backup_engine.targets import Target
+
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+# pg_trigger.tgenabled -> the ALTER TABLE clause that puts a trigger back in that state.
+TRIGGER_STATES = {"O": "ENABLE TRIGGER", "D": "DISABLE TRIGGER", "R": "ENABLE REPLICA TRIGGER",
+                  "A": "ENABLE ALWAYS TRIGGER"}
+ENABLED_USER_TRIGGERS = """
+    SELECT n.nspname, c.relname, t.tgname, t.tgenabled
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> 'D'
+       AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'
+     ORDER BY 1, 2, 3"""
+USER_SCHEMAS = "SELECT nspname FROM pg_namespace WHERE nspname NOT IN %s AND nspname NOT LIKE 'pg\\_%%' ORDER BY 1"
+# The user tables, by the name table_rows gives them (pg_dump's quote_ident form).
+USER_TABLES = """
+    SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname, c.relname
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'"""
+
+
+@dataclass
+class ResetScripts:
+    """SQL run in the restore's own transaction around the dump."""
+
+    before: str
+    after: str = ""
+
+
+def user_tables(cur: object) -> dict[str, tuple[str, str]]:
+    """The target's user tables: display name -> (schema, name), as the catalog has them."""
+    cur.execute(USER_TABLES, (SYSTEM_SCHEMAS,))  # type: ignore[attr-defined]
+    return {display: (schema, name) for display, schema, name in cur.fetchall()}  # type: ignore[attr-defined]
+
+
+def reset_scripts(target: Target, include_data: str, tables: Iterable[str]) -> ResetScripts:
+    """So that the target ends up holding exactly the backup (see the module doc).
+
+    `tables` are the display names of the tables a data-only backup fills: they only select
+    tables of the catalog, whose own names are what the script gets, quoted.
+    """
+    with connect(target) as conn, conn.cursor() as cur:
+        if include_data == "data":
+            cur.execute(ENABLED_USER_TRIGGERS, (SYSTEM_SCHEMAS,))
+            triggers = cur.fetchall()
+            before = [sql.SQL("ALTER TABLE {} DISABLE TRIGGER {};").format(sql.Identifier(schema, table),
+                                                                          sql.Identifier(trigger)).as_string(conn)
+                      for schema, table, trigger, _ in triggers]
+            # Deferred checks of the load must run before ALTER TABLE ("pending trigger events").
+            after = ["SET CONSTRAINTS ALL IMMEDIATE;"] + [
+                sql.SQL("ALTER TABLE {} {} {};").format(sql.Identifier(schema, table), sql.SQL(TRIGGER_STATES[state]),
+                                                       sql.Identifier(trigger)).as_string(conn)
+                for schema, table, trigger, state in triggers]
+            known = user_tables(cur)
+            filled = [known[name] for name in tables if name in known]
+            if filled:
+                before.append(sql.SQL("TRUNCATE TABLE {};").format(
+                    sql.SQL(", ").join(sql.Identifier(*name) for name in filled)).as_string(conn))
+            return ResetScripts(before="\n".join(before) + "\n", after="\n".join(after) + "\n")
+        cur.execute(USER_SCHEMAS, (SYSTEM_SCHEMAS,))
+        statements = [sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE;").format(sql.Identifier(name)).as_string(conn)
+                      for (name,) in cur.fetchall()]
+    statements.append("CREATE SCHEMA IF NOT EXISTS public;")
+    return ResetScripts(before="\n".join(statements) + "\n")
+
+
+def restore_in_one_transaction(target: Target, source: ArtifactSource, include_data: str,
+                               tables: Iterable[str], psql_path: str | None) -> None:
+    """Reset scripts, the dump and the after script in one psql transaction; committed only
+    once the dump was read whole, matched its checksum and ended as a complete dump."""
+    psql = require_tool(psql_path, "psql", errors.RestoreError)
+    around = reset_scripts(target, include_data, tables)
+
+    def before_end(tail: bytes) -> None:
+        source.verify()
+        if not script_complete(tail):
+            raise errors.RestoreError(errors.RESTORE_FAILED, f"{source.name}: {errors.INCOMPLETE_DUMP}")
+
+    with client_run(target) as run, source.open() as content:
+        scripts = [run.memory_file(around.before), "-"]
+        if around.after:
+            scripts.append(run.memory_file(around.after))
+        stream_into_psql(target, run, psql_argv(psql, scripts, single_transaction=True), content, before_end)

@@ -1,0 +1,140 @@
+"""A SQLite target's file: its path, read-only connections and read transactions, what it holds.
+
+A backup must never alter its source, so every connection here is opened read-only, and a
+backup reads one committed state inside one read transaction, whatever other processes write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+from backup_engine import errors
+from backup_engine.formats.values import decode_text
+from backup_engine.targets import Target
+
+LOCK_TIMEOUT_S = 5.0
+FILE_MODE = 0o600
+SIDE_FILE_SUFFIXES = ("", "-journal", "-wal", "-shm")
+TRANSIENT_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY_ROLLBACK")
+
+
+# --- paths and connections ---------------------------------------------------------------
+def database_path(target: Target) -> Path:
+    """The target's database file, as named by its URL."""
+    database = target.url.database
+    if not database or database == ":memory:":
+        raise errors.InvalidRequest(errors.CONFIG_INVALID, f"target {target.name!r} is not a SQLite file")
+    return Path(database)
+
+
+def existing_database_path(target: Target) -> Path:
+    path = database_path(target)
+    if not path.is_file():
+        raise errors.InvalidRequest(errors.TARGET_MISSING, f"target {target.name!r}: no file at {path}")
+    return path
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can never create or change the file (a backup must not alter its source)."""
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=LOCK_TIMEOUT_S, isolation_level=None)
+
+
+def is_transient(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(TRANSIENT_ERRORS) or "locked" in str(exc)
+
+
+@contextmanager
+def read_transaction(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection holding a read transaction, so a backup copies one committed state.
+
+    The busy timeout retries while a writer holds the lock; past it the target counts as
+    unavailable (worth a later retry), not as a failed backup.
+    """
+    conn = open_read_only(path)
+    try:
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            if is_transient(exc):
+                raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{path.name}: {exc}") from exc
+            raise
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def snapshot_connection(path: Path, failure_message: str, what: str = "") -> Iterator[sqlite3.Connection]:
+    """A read-only connection in one read transaction (a consistent state for schema and rows),
+    reading text losslessly. The SQLite twin of `pgconnect.snapshot_connection`.
+
+    A locked file is TargetUnavailable; any other failure inside the block becomes
+    DumpError(failure_message, what + reason).
+    """
+    try:
+        with closing(open_read_only(path)) as raw:
+            raw.text_factory = decode_text
+            raw.isolation_level = None
+            raw.execute("BEGIN")
+            yield raw
+    except errors.BackupError:
+        raise
+    except sqlite3.Error as exc:
+        if is_transient(exc):
+            raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{path.name}: {exc}") from exc
+        raise errors.DumpError(failure_message, f"{what}{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one dump error, with its reason
+        raise errors.DumpError(failure_message, f"{what}{type(exc).__name__}: {exc}") from exc
+
+
+def remove_database_files(path: Path) -> None:
+    for suffix in SIDE_FILE_SUFFIXES:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+# --- what a database holds ---------------------------------------------------------------
+def table_kinds(conn: sqlite3.Connection) -> dict[str, tuple[str, bool]]:
+    """name -> (kind, without_rowid) for the main schema; kinds are table, virtual, shadow, view."""
+    rows = conn.execute("SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main'").fetchall()
+    return {name: (kind, bool(wr)) for name, kind, wr in rows}
+
+
+def schema_objects(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
+    """(type, name, tbl_name, sql) of user objects in creation order; internal and shadow
+    tables are left out (SQLite makes them itself)."""
+    kinds = table_kinds(conn)
+    shadow = {name for name, (kind, _) in kinds.items() if kind == "shadow"}
+    rows = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid").fetchall()
+    return [row for row in rows
+            if not row[1].startswith("sqlite_") and row[1] not in shadow and row[2] not in shadow]
+
+
+def user_table_names(conn: sqlite3.Connection) -> list[str]:
+    """The user's tables (ordinary and virtual, not shadow), in creation order."""
+    return [name for kind, name, _, _ in schema_objects(conn) if kind == "table"]
+
+
+def count_rows(conn: sqlite3.Connection) -> dict[str, int]:
+    counts = {}
+    for name in user_table_names(conn):
+        sql = f"SELECT count(*) FROM {quote_identifier(name)}"  # noqa: S608 - quoted identifier
+        counts[name] = conn.execute(sql).fetchone()[0]
+    return counts
+
+
+def check_integrity(conn: sqlite3.Connection) -> str | None:
+    """None when `PRAGMA integrity_check` says ok, else its first findings."""
+    findings = [row[0] for row in conn.execute("PRAGMA integrity_check(20)").fetchall()]
+    return None if findings == ["ok"] else "; ".join(findings)
