@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/python -m worker run
 
-## test: the whole suite, against throwaway PostgreSQL and Redis servers it starts itself
+## test: the whole suite, against throwaway PostgreSQL, Redis, MariaDB and RabbitMQ servers it starts itself
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache

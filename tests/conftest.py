@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability_helpers import isolated_broker, managed_processes
-from tests.servers import ThrowawayPostgres, ThrowawayRedis
+from tests.servers import ThrowawayMariaDB, ThrowawayPostgres, ThrowawayRabbitMQ, ThrowawayRedis
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,27 @@ def redis_server() -> Iterator[ThrowawayRedis]:
     server.destroy()
 
 
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[ThrowawayMariaDB]:
+    server = ThrowawayMariaDB()
+    try:
+        server.init().start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server() -> Iterator[ThrowawayRabbitMQ]:
+    """Started once per session: a RabbitMQ node takes several seconds to boot."""
+    server = ThrowawayRabbitMQ()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
 @pytest.fixture
 def make_pg_database(pg_server: ThrowawayPostgres) -> Iterator:
     """Factory: a fresh, empty database on the throwaway server; returns its URL."""
@@ -41,6 +62,21 @@ def make_pg_database(pg_server: ThrowawayPostgres) -> Iterator:
     yield make
     for name in created:
         pg_server.drop_database(name)
+
+
+@pytest.fixture
+def make_mariadb_database(mariadb_server: ThrowawayMariaDB) -> Iterator:
+    """Factory: a fresh, empty database on the throwaway MariaDB; returns its URL (`mysql://...`)."""
+    created: list[str] = []
+
+    def make(prefix: str = "db", owner: str | None = None) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        created.append(name)
+        return mariadb_server.create_database(name, owner=owner)
+
+    yield make
+    for name in created:
+        mariadb_server.drop_database(name)
 
 
 @pytest.fixture
