@@ -451,7 +451,7 @@ def test_measure_upload_peak_rss(s3_env: dict, s3_server, tmp_path: Path, key: K
             writer.commit()
         seconds = time.perf_counter() - start
         print(f"baseline {before} MiB, peak {rss('VmHWM')} MiB (+{rss('VmHWM') - before}), "
-              f"{total / seconds / 1e6:.0f} MB/s, {writer.part_count} parts of 16 MiB")
+              f"{total / seconds / 1e6:.0f} MB/s, {writer.part_count} parts (16 MiB, doubling every 100)")
     """)
     total = int(gigabytes * (1 << 30))
     print(f"\n{total / 2**30:.1f} GiB into moto, 16 MiB parts")

@@ -144,17 +144,18 @@ class _Channel:
                 self._cond.wait()
             if self._failed:
                 raise _Stopped
-            if not self._chunks:
-                return b""
-            head = self._chunks[0]
-            if size < 0 or size >= len(head):
-                self._chunks.popleft()
-                piece = head
-            else:
-                piece, self._chunks[0] = head[:size], head[size:]
-            self._buffered -= len(piece)
+            pieces, wanted = [], self._buffered if size < 0 else size
+            while self._chunks and wanted > 0:  # gathers pyrage's 8 KiB pieces into one read
+                head = self._chunks[0]
+                if wanted >= len(head):
+                    pieces.append(self._chunks.popleft())
+                else:
+                    pieces.append(head[:wanted])
+                    self._chunks[0] = head[wanted:]
+                wanted -= len(pieces[-1])
+            self._buffered -= sum(len(piece) for piece in pieces)
             self._cond.notify_all()
-        return piece.tobytes()
+        return b"".join(pieces)
 
     def wait_ready(self) -> None:
         """Block until there is data, the end, or a failure."""

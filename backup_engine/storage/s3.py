@@ -44,23 +44,37 @@ PREFIX_PART = re.compile(r"[A-Za-z0-9._=+-]+")
 
 
 class _Part:
-    """One part's bytes: a bytearray, or an anonymous scratch file for parts past the limit."""
+    """The part being filled: one preallocated bytearray, reused from part to part while the
+    size stays (no reallocation as it fills, no second copy when sent), or an anonymous scratch
+    file for parts past the memory limit."""
 
-    def __init__(self, size: int, memory_limit: int, scratch: Path) -> None:
-        self.size = size
+    def __init__(self, memory_limit: int, scratch: Path) -> None:
+        self._memory_limit, self._scratch = memory_limit, scratch
+        self._memory: bytearray | None = None
+        self._file: BinaryIO | None = None
+        self.size = self.length = 0
+
+    def reset(self, size: int) -> None:
+        """Start an empty part of `size` bytes."""
         self.length = 0
-        if size <= memory_limit:
-            self._memory: bytearray | None = bytearray()
-            self._file = None
+        if size <= self._memory_limit:
+            self.close()  # a scratch file, or a buffer of another size
+            if self._memory is None or len(self._memory) != size:
+                self._memory = None
+                self._memory = bytearray(size)  # pages are touched only as they fill
         else:
             self._memory = None
-            self._file = tempfile.TemporaryFile(dir=scratch)  # noqa: SIM115 - unlinked at once: a crash leaves nothing
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(dir=self._scratch)  # noqa: SIM115 - unlinked at once
+            self._file.seek(0)
+            self._file.truncate()
+        self.size = size
 
     def add(self, data: memoryview) -> memoryview:
         """Take what fits; returns the rest."""
         take = data[: self.size - self.length]
         if self._memory is not None:
-            self._memory += take
+            self._memory[self.length:self.length + len(take)] = take
         else:
             self._file.write(take)
         self.length += len(take)
@@ -71,16 +85,22 @@ class _Part:
         return self.length >= self.size
 
     def body(self) -> bytearray | BinaryIO:
+        """The part's bytes for `upload_part` (botocore takes a bytearray or a file, not a view)."""
         if self._memory is not None:
-            return self._memory  # sent as is (botocore takes a bytearray): no second copy of the part
+            if self.length < len(self._memory):
+                del self._memory[self.length:]  # the last part: shrinks in place, never copied
+            return self._memory
         self._file.seek(0)
         return self._file
 
     def close(self) -> None:
-        self._memory = None
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def release(self) -> None:
+        self.close()
+        self._memory = None
 
 
 class S3Writer(ObjectWriter):
@@ -93,7 +113,8 @@ class S3Writer(ObjectWriter):
         self._token = uuid.uuid4().hex
         self._upload_id: str | None = None
         self._parts: list[dict] = []
-        self._part: _Part | None = self._new_part()
+        self._part: _Part | None = _Part(store.memory_limit, store.scratch_dir)
+        self._part.reset(s3client.part_size(1, store.part_size))
         self._size = 0
         self._state = "open"
 
@@ -104,10 +125,6 @@ class S3Writer(ObjectWriter):
     @property
     def part_count(self) -> int:
         return len(self._parts)
-
-    def _new_part(self) -> _Part:
-        return _Part(s3client.part_size(len(self._parts) + 1, self._store.part_size),
-                     self._store.memory_limit, self._store.scratch_dir)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._state != "open":
@@ -132,8 +149,7 @@ class S3Writer(ObjectWriter):
             reply = client.upload_part(Bucket=bucket, Key=self._key, UploadId=self._upload_id,
                                        PartNumber=number, Body=self._part.body())
         self._parts.append({"PartNumber": number, "ETag": reply["ETag"]})
-        self._part.close()
-        self._part = self._new_part()
+        self._part.reset(s3client.part_size(number + 1, self._store.part_size))
 
     def commit(self) -> str:
         if self._state != "open":
@@ -188,7 +204,7 @@ class S3Writer(ObjectWriter):
 
     def _release(self) -> None:
         if self._part is not None:
-            self._part.close()
+            self._part.release()
             self._part = None
 
 

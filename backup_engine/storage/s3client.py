@@ -21,12 +21,14 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError,
     CredentialRetrievalError,
     HTTPClientError,
     IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 
 from backup_engine import errors
@@ -117,7 +119,7 @@ def store_error(exc: BaseException, name: str | None = None) -> errors.BackupErr
         return errors.StoreError(errors.STORE_REQUEST_FAILED, detail)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return errors.ConfigError(errors.STORE_NO_CREDENTIALS)
-    if isinstance(exc, ConnectionError | HTTPClientError | IncompleteReadError | CredentialRetrievalError):
+    if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError | CredentialRetrievalError):
         return errors.StoreUnavailable(errors.STORE_UNAVAILABLE, f"{type(exc).__name__}{where}")
     return errors.StoreError(errors.STORE_REQUEST_FAILED, f"{type(exc).__name__}{where}")
 
