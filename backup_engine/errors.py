@@ -41,8 +41,21 @@ NOT_A_FILE = "Not a regular file (a link, folder or FIFO is never opened)"
 OBJECT_TOO_LARGE = "Object is larger than allowed"
 UNSUPPORTED_STORE = "Unsupported storage URL"
 STATEMENT_TOO_LONG = "A statement is longer than allowed"
-IDENTITY_MISSING = ("The backup is encrypted and this worker has no identity to read it "
-                    "(set BACKUP_ENCRYPTION_IDENTITY_FILE)")
+COMPRESSION_INVALID = "Invalid BACKUP_COMPRESSION (use zstd, gzip or none, optionally with a level as zstd:9)"
+COMPRESSED_DATA_CORRUPT = "Compressed backup data is corrupt or truncated"
+RECIPIENT_INVALID = "BACKUP_ENCRYPTION_RECIPIENTS holds an invalid age recipient (expected age1...)"
+IDENTITY_FILE_INVALID = "BACKUP_ENCRYPTION_IDENTITY_FILE is unreadable or holds no valid AGE-SECRET-KEY-1... line"
+IDENTITY_MISSING = "The backup is encrypted and BACKUP_ENCRYPTION_IDENTITY_FILE is not set"
+IDENTITY_MISMATCH = "No identity in BACKUP_ENCRYPTION_IDENTITY_FILE can decrypt this backup"
+ENCRYPTED_DATA_CORRUPT = "Encrypted backup data is corrupt or truncated"
+ENCRYPTION_FAILED = "Could not encrypt the backup"
+STORE_UNAVAILABLE = "Object store unreachable or failing"
+STORE_ACCESS_DENIED = "Object store refused the credentials or the request"
+STORE_BUCKET_MISSING = "Object store bucket does not exist"
+STORE_NO_CREDENTIALS = "No credentials for the object store (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+STORE_REQUEST_FAILED = "Object store request failed"
+UPLOAD_ABORTED = "The object store no longer has this upload (swept or aborted)"
+TOO_MANY_PARTS = "The stream needs more parts than the object store allows"
 
 
 class BackupError(Exception):
@@ -86,6 +99,17 @@ class ConversionError(BackupError):
 
 class TargetUnavailable(BackupError):
     """The database server cannot be reached: worth retrying later."""
+
+    transient = True
+
+
+class StoreError(BackupError):
+    """The object store refused a request in a way a retry does not change (a bad request)."""
+
+
+class StoreUnavailable(StoreError):
+    """The object store cannot be reached or keeps failing (5xx, throttling, timeouts after the
+    client's own retries): worth retrying the task later."""
 
     transient = True
 
