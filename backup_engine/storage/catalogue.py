@@ -27,7 +27,8 @@ from backup_engine import errors, scratch
 from backup_engine.formats import Format
 from backup_engine.scratch import private_folder
 from backup_engine.storage.base import Store, check_object_name
-from backup_engine.storage.stages import Compression, ReadPipeline, WritePipeline
+from backup_engine.storage.compression import Compression, object_suffix
+from backup_engine.storage.stages import ReadPipeline, WritePipeline
 from backup_engine.trust.manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, Manifest, Signer
 
 NAME_INFIX = "_db_backup_"
@@ -117,10 +118,12 @@ class NewArtifact:
 
     def restart(self) -> None:
         """Throw away what was written so far and start again (before a fallback)."""
-        self._writer.abort()
+        self.abort()
         self._open()
 
     def abort(self) -> None:
+        """The stages stop first (their threads write into the store's writer), then the writer."""
+        self._pipeline.abort()
         self._writer.abort()
 
     def publish(self, **fields: Any) -> Entry:
@@ -132,7 +135,7 @@ class NewArtifact:
         record = Manifest(**fields, backup_filename=name, prefix=self.prefix, created_at=self.created_at.isoformat(),
                           size_bytes=self._pipeline.size_bytes, sha256=self._pipeline.sha256,
                           content_sha256=self._pipeline.content_sha256, content_bytes=self._pipeline.content_bytes,
-                          compression=self._compression.name, encryption=self._catalogue.encryption_record(),
+                          compression=self._compression.kind, encryption=self._catalogue.encryption_record(),
                           location=store.location(name), path=store.display_path(name))
         signed = record.signed(self._catalogue.signer)
         try:
@@ -155,12 +158,13 @@ class StoredArtifact:
     def open(self) -> ReadPipeline:
         manifest = self.entry.manifest
         identities = self._catalogue.identities_for(manifest)
-        self._pipeline = ReadPipeline(self._catalogue.store.open(self.name), Compression.parse(manifest.compression),
+        self._pipeline = ReadPipeline(self._catalogue.store.open(self.name), Compression.of(manifest.compression),
                                       manifest.encryption is not None, identities)
         return self._pipeline
 
     def verify(self) -> None:
-        """After the content was read: it is exactly what the manifest describes."""
+        """Before the stream is closed, once the content was read: it is exactly what the manifest
+        describes (what was not read yet is read first)."""
         if self._pipeline is None:
             raise errors.ArtifactError(errors.CHECKSUM_MISMATCH, f"{self.name}: never read")
         self._catalogue.compare(self.entry.manifest, self._pipeline.finish())
@@ -174,14 +178,14 @@ class StoredArtifact:
             with os.fdopen(fd, "wb") as handle, self.open() as content:
                 while block := content.read(BLOCK):
                     handle.write(block)
-            self.verify()
+                self.verify()
             yield path
 
 
 class Catalogue:
     """The backups of a store: write, find, read, list, delete."""
 
-    def __init__(self, store: Store, signer: Signer, *, compression: Compression = Compression(),
+    def __init__(self, store: Store, signer: Signer, *, compression: Compression = Compression("none"),
                  encryption: Encryption = Encryption()) -> None:
         self.store = store
         self.signer = signer
@@ -203,8 +207,8 @@ class Catalogue:
         """A new backup of `backup_format` named for `prefix` and `created_at`; thrown away unless
         published inside the block."""
         check_object_name(prefix, "file prefix")
-        compression = self.compression if backup_format.compressible else Compression()
-        extension = backup_format.extension + compression.suffix + (".age" if self.encryption.recipients else "")
+        compression = self.compression if backup_format.compressible else Compression("none")
+        extension = backup_format.extension + object_suffix(compression, bool(self.encryption.recipients))
         artifact = NewArtifact(self, self._candidate_names(backup_stem(prefix, created_at), extension), compression,
                                prefix, created_at.astimezone(UTC))
         try:

@@ -311,6 +311,12 @@ class S3Store(Store):
     def exists(self, name: str) -> bool:
         return self.head(name) is not None
 
+    def stat(self, name: str) -> ObjectInfo:
+        head = self.head(name)
+        if head is None:
+            raise errors.ArtifactError(errors.BACKUP_NOT_FOUND, name)
+        return ObjectInfo(name=name, size=head["ContentLength"], modified=head["LastModified"].astimezone(UTC))
+
     def has_token(self, name: str, token: str) -> bool:
         head = self.head(name)
         return head is not None and head.get("Metadata", {}).get(TOKEN) == token

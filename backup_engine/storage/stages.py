@@ -65,6 +65,9 @@ class HashingWriter:
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
+    def close_source(self) -> None:
+        self._source.close()
+
     def close(self) -> None:
         pass
 
@@ -203,6 +206,9 @@ class HashingReader(io.RawIOBase):
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
+    def close_source(self) -> None:
+        self._source.close()
+
 
 class ReadPipeline(io.RawIOBase):
     """The plain content of a stored object: hash stored -> decrypt -> decompress -> hash content.
@@ -253,6 +259,10 @@ class ReadPipeline(io.RawIOBase):
         return StreamDigests(self._stored.sha256, self._stored.size, self._content.sha256, self._content.size)
 
     def close(self) -> None:
-        if not self.closed and self._age is not None:
-            self._age.close()
+        """Stop reading: the age thread ends and the stored object's stream is closed. (Call
+        `finish` first when the digests matter.)"""
+        if not self.closed:
+            if self._age is not None:
+                self._age.close()
+            self._stored.close_source()
         super().close()

@@ -150,12 +150,12 @@ def restore_sql(path: Path, source: ArtifactSource, include_data: str, *, check_
         with source.open() as stream:
             script = ScriptReader(stream, source.name)
             run_script(conn, script)
+            source.verify()  # only the file the manifest describes goes in
         if require_marker and script.last_line != END_MARKER:
             raise errors.RestoreError(errors.RESTORE_FAILED, f"{source.name} is incomplete (no end marker)")
         for sql in triggers:
             conn.execute(sql)
         check_built(conn, check_foreign_keys)
-        source.verify()  # the last check before the swap: only the file the manifest describes goes in
 
     build_and_swap(path, build, f"restore of {source.name}")
 
