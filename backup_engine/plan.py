@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backup_engine import errors
-from backup_engine.storage.catalogue import Catalogue
+from backup_engine.storage.catalogue import Catalogue, Scope
 
 CREATE = "backups.create"
 CONVERT = "backups.convert_json_to_sql"
@@ -51,9 +51,9 @@ def with_companion(twin: Mapping[str, Any], manifest: Mapping[str, Any]) -> dict
     return {**manifest, "companions": [*manifest.get("companions", []), twin["backup_filename"]]}
 
 
-def find_twin(catalogue: Catalogue, backup_filename: str, dialect: str, prefix: str | None) -> str | None:
+def find_twin(catalogue: Catalogue, backup_filename: str, dialect: str, scope: Scope | None) -> str | None:
     """A published `.sql` converted from this JSON backup for `dialect`, if one still checks out."""
-    for entry in catalogue.listing(prefix=prefix).entries:
+    for entry in catalogue.listing(scope=scope).entries:
         manifest = entry.manifest
         if manifest.converted_from == backup_filename and manifest.dialect == dialect:
             try:
@@ -65,21 +65,22 @@ def find_twin(catalogue: Catalogue, backup_filename: str, dialect: str, prefix: 
 
 
 def restore_plan(catalogue: Catalogue, backup_filename: str, target: str, dialect: str,
-                 prefix: str | None) -> tuple[Plan, str | None]:
+                 scope: Scope | None, *, source_target: str | None = None) -> tuple[Plan, str | None]:
     """How to restore `backup_filename` into a target of engine `dialect`.
 
     Returns the plan and, for a JSON backup whose twin already exists, the twin to restore in
     its place (a one-step plan). A JSON backup without a twin is converted first, then restored.
     """
     entry = catalogue.entry(backup_filename)
+    where = {"target": target, **({"source_target": source_target} if source_target else {})}
     if entry.manifest.format != "json":
-        return Plan((Step(RESTORE, {"backup_filename": backup_filename, "target": target}),)), None
+        return Plan((Step(RESTORE, {"backup_filename": backup_filename, **where}),)), None
     catalogue.check(entry)  # a bad JSON fails here, before any step
-    twin = find_twin(catalogue, backup_filename, dialect, prefix)
+    twin = find_twin(catalogue, backup_filename, dialect, scope)
     if twin is not None:
-        return Plan((Step(RESTORE, {"backup_filename": twin, "target": target}),)), twin
+        return Plan((Step(RESTORE, {"backup_filename": twin, **where}),)), twin
     return Plan((Step(CONVERT, {"backup_filename": backup_filename, "dialect": dialect}),
-                 Step(RESTORE_CONVERTED, {"target": target, "source": backup_filename}))), None
+                 Step(RESTORE_CONVERTED, {"source": backup_filename, **where}))), None
 
 
 def restored_from_json(result: Mapping[str, Any], source: str, converted: str) -> dict[str, Any]:

@@ -18,17 +18,33 @@ from backup_engine import errors
 from backup_engine.backup import safety_backup
 from backup_engine.dumpinfo import Progress, no_progress
 from backup_engine.engines.base import Engine, RestoreRequest
-from backup_engine.storage.catalogue import Catalogue, Entry
+from backup_engine.storage.catalogue import Catalogue, Entry, Scope, prefix_of
 
 
-def restore_request(entry: Entry) -> RestoreRequest:
+def check_provenance(entry: Entry, scope: Scope, target: str, source_target: str | None) -> dict[str, str] | None:
+    """A backup of another target or deployment restores only when asked for by name
+    (`source_target`); returns where it came from then, None for one of the target's own."""
+    manifest = entry.manifest
+    origin = {"target": manifest.target, "prefix": prefix_of(entry.name) or manifest.prefix}
+    if manifest.target == target and scope.owns(entry):
+        return None
+    if source_target != manifest.target:
+        raise errors.InvalidRequest(errors.FOREIGN_BACKUP, f"{entry.name} is a backup of target {manifest.target!r} "
+                                    f"(prefix {origin['prefix']!r}); to restore it into {target!r} anyway, "
+                                    f"say source_target={manifest.target!r}")
+    return origin
+
+
+def restore_request(entry: Entry, allow_superuser: bool = False) -> RestoreRequest:
     manifest = entry.manifest
     return RestoreRequest(format=manifest.format, include_data=manifest.include_data, table_rows=manifest.table_rows,
-                          trusted=entry.trusted, object_counts=manifest.object_counts)
+                          trusted=entry.trusted, object_counts=manifest.object_counts,
+                          allow_superuser=allow_superuser)
 
 
 def restore_backup(engine: Engine, catalogue: Catalogue, backup_filename: str, *, prefix: str | None = None,
-                   take_safety_backup: bool = True, progress: Progress = no_progress) -> dict[str, Any]:
+                   take_safety_backup: bool = True, allow_superuser: bool = False,
+                   progress: Progress = no_progress) -> dict[str, Any]:
     """Make the engine's target hold exactly what the backup holds; returns what was restored."""
     started = time.monotonic()
     progress(phase="verify", backup_filename=backup_filename)
@@ -44,7 +60,7 @@ def restore_backup(engine: Engine, catalogue: Catalogue, backup_filename: str, *
         progress(phase="safety_backup")
         safety = safety_backup(engine, catalogue, prefix, entry.name)
     progress(phase="restore")
-    outcome = engine.restore(catalogue.source(entry), restore_request(entry), progress)
+    outcome = engine.restore(catalogue.source(entry), restore_request(entry, allow_superuser), progress)
     return {
         "backup_filename": entry.name,
         "restored_file": entry.name,

@@ -27,7 +27,8 @@ def drill_skipped(entry: Entry, engine: Engine) -> str | None:
     return None
 
 
-def verify_backup(catalogue: Catalogue, backup_filename: str, engine_for: Callable[[Entry], Engine]) -> dict[str, Any]:
+def verify_backup(catalogue: Catalogue, backup_filename: str, engine_for: Callable[[Entry], Engine], *,
+                  allow_superuser: bool = False) -> dict[str, Any]:
     """Check the backup against its manifest, then drill it; `engine_for` gives the engine of the
     target the backup came from (its server hosts the scratch database)."""
     started = time.monotonic()
@@ -43,7 +44,7 @@ def verify_backup(catalogue: Catalogue, backup_filename: str, engine_for: Callab
         result.update(drill_ok=None, drill=f"skipped: {skipped}")
     else:
         try:
-            restored = engine.drill(catalogue.source(entry), restore_request(entry))
+            restored = engine.drill(catalogue.source(entry), restore_request(entry, allow_superuser))
         except errors.RestoreError as exc:
             raise errors.ArtifactError(errors.VERIFY_FAILED, f"{entry.name}: the restore drill failed: {exc}") from exc
         mismatches = [f"{name}: manifest {count}, restored {restored.get(name)}"

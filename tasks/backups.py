@@ -10,6 +10,7 @@ and the caller of the first task's id receives the last step's result (`replace`
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -19,12 +20,14 @@ from celery import Task, chain, shared_task
 from celery.canvas import Signature
 from celery.utils.time import get_exponential_backoff_interval
 
-from backup_engine.errors import BackupError
+from backup_engine.errors import BackupError, TargetBusy
 from backup_engine.plan import Plan, after_backup, restored_from_json
 from config.settings import Settings, load_settings
 from tasks import operations
 
 PROGRESS_EVERY_S = 0.5
+BUSY_RETRY_S = 5  # how often a task whose target is busy asks again
+TASK_LOCK_WAIT_S = 2.0  # how long a task waits for a busy target before it gives its slot back
 logger = logging.getLogger(__name__)
 _settings: Settings | None = None
 
@@ -61,12 +64,17 @@ def reporter(task: Task) -> Callable[..., None]:
 
 
 def retrying(body: Callable[..., Any]) -> Callable[..., Any]:
-    """Run the task body; on a transient engine error, retry it later with backoff."""
+    """Run the task body; on a transient engine error, retry it later with backoff. A target that
+    is busy is asked again every BUSY_RETRY_S until `BACKUP_LOCK_WAIT_S` has passed: the task gives
+    its worker slot back meanwhile instead of holding it while it waits."""
 
     @wraps(body)
     def run(self: Task, *args: Any, **kwargs: Any) -> Any:
         try:
             return body(self, *args, **kwargs)
+        except TargetBusy as exc:
+            asks = math.ceil(settings().lock_wait_s / BUSY_RETRY_S)  # then it fails with "Target busy"
+            raise self.retry(exc=exc, countdown=BUSY_RETRY_S, max_retries=asks) from exc
         except BackupError as exc:
             if not exc.transient:
                 raise
@@ -92,11 +100,12 @@ def chained(plan: Plan, first_takes_previous: bool = False) -> Signature:
 @shared_task(name="backups.create", bind=True)
 @retrying
 def create(self: Task, target: str = "default", format: str = "sql", include_data: str = "full",
-           method: str = "auto") -> dict[str, Any]:
+           method: str = "auto", csv_safe: bool = False) -> dict[str, Any]:
     """A backup. A JSON one goes on as a chain of visible, separately retried steps:
     `convert_json_to_sql` makes its `.sql` twin, `attach_companion` names it in the result."""
     manifest = operations.create(settings(), target=target, format=format, include_data=include_data,
-                                 method=method, progress=reporter(self), with_twin=False)
+                                 method=method, csv_safe=csv_safe, progress=reporter(self), with_twin=False,
+                                 lock_wait=TASK_LOCK_WAIT_S)
     rest = after_backup(manifest)
     if not rest:
         return manifest
@@ -118,27 +127,29 @@ def attach_companion(twin: dict[str, Any], manifest: dict[str, Any]) -> dict[str
 
 @shared_task(name="backups.restore", bind=True)
 @retrying
-def restore(self: Task, backup_filename: str, target: str = "default") -> dict[str, Any]:
+def restore(self: Task, backup_filename: str, target: str = "default",
+            source_target: str | None = None) -> dict[str, Any]:
     """A restore. A JSON backup is restored through its `.sql` for the target's engine: an
-    existing twin that checks out, or else a chain `convert_json_to_sql -> restore_converted`."""
-    from backup_engine.plan import RESTORE
-
+    existing twin that checks out, or else a chain `convert_json_to_sql -> restore_converted`.
+    A backup of another target or deployment restores only with `source_target` naming it."""
     current = settings()
-    plan = operations.plan_restore(current, backup_filename=backup_filename, target=target)
-    step = plan.steps[0]
-    if len(plan.steps) == 1 and step.task == RESTORE:
-        result = operations.restore_file(current, progress=reporter(self), **step.kwargs)
-        if step.kwargs["backup_filename"] != backup_filename:  # the JSON backup's twin
-            return restored_from_json(result, backup_filename, step.kwargs["backup_filename"])
-        return result
-    raise self.replace(chained(plan))
+    plan, twin = operations.plan_restore(current, backup_filename=backup_filename, target=target,
+                                         source_target=source_target)
+    if len(plan.steps) > 1:
+        raise self.replace(chained(plan))
+    result = operations.restore_file(current, progress=reporter(self), lock_wait=TASK_LOCK_WAIT_S,
+                                     **plan.steps[0].kwargs)
+    return restored_from_json(result, backup_filename, twin) if twin else result
 
 
 @shared_task(name="backups.restore_converted", bind=True)
 @retrying
-def restore_converted(self: Task, converted: dict[str, Any], target: str, source: str) -> dict[str, Any]:
+def restore_converted(self: Task, converted: dict[str, Any], target: str, source: str,
+                      source_target: str | None = None) -> dict[str, Any]:
     """Restore the `.sql` converted from JSON backup `source`; the result names both files."""
-    return operations.restore_converted(settings(), converted, target=target, source=source, progress=reporter(self))
+    return operations.restore_converted(settings(), converted, target=target, source=source,
+                                        source_target=source_target, progress=reporter(self),
+                                        lock_wait=TASK_LOCK_WAIT_S)
 
 
 @shared_task(name="backups.restore_upload", bind=True)

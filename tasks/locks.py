@@ -9,6 +9,7 @@ file does the same, released by the kernel when the process dies.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import threading
 import time
@@ -25,17 +26,27 @@ from config.settings import Settings
 LOCK_TTL_S = 30
 RENEW_EVERY_S = 10
 POLL_S = 0.2
-LOCK_PREFIX = "backup-worker:target-lock:"
+LOCK_PREFIX = "backup-worker:"
+
+
+def namespace(settings: Settings) -> str:
+    """The deployment a lock belongs to: its store and prefix. Two deployments on one Redis never
+    block each other; two workers of one deployment (same store, same prefix) always share."""
+    identity = f"{settings.storage_url}|{settings.file_prefix or ''}"
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
 
 
 @contextmanager
-def target_lock(settings: Settings, target_name: str) -> Iterator[None]:
-    """Hold the target's lock for the block; wait up to `settings.lock_wait_s`, then fail."""
+def target_lock(settings: Settings, target_name: str, wait_s: float | None = None) -> Iterator[None]:
+    """Hold the target's lock for the block; wait up to `wait_s` (default `settings.lock_wait_s`),
+    then fail with TargetBusy."""
+    wait = settings.lock_wait_s if wait_s is None else wait_s
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        with _redis_lock(settings.broker_url, target_name, settings.lock_wait_s):
+        key = f"{LOCK_PREFIX}{namespace(settings)}:target-lock:{target_name}"
+        with _redis_lock(settings.broker_url, key, target_name, wait):
             yield
     else:
-        with _file_lock(settings.backup_dir / ".locks" / f"{target_name}.lock", target_name, settings.lock_wait_s):
+        with _file_lock(settings.backup_dir / ".locks" / f"{target_name}.lock", target_name, wait):
             yield
 
 
@@ -45,9 +56,9 @@ def _busy(target_name: str, waited: float) -> errors.TargetBusy:
 
 
 @contextmanager
-def _redis_lock(url: str, target_name: str, wait_s: float) -> Iterator[None]:
+def _redis_lock(url: str, key: str, target_name: str, wait_s: float) -> Iterator[None]:
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
-    lock = Lock(client, LOCK_PREFIX + target_name, timeout=LOCK_TTL_S, sleep=POLL_S,
+    lock = Lock(client, key, timeout=LOCK_TTL_S, sleep=POLL_S,
                 blocking_timeout=wait_s, thread_local=False)
     try:
         acquired = lock.acquire(blocking=wait_s > 0)

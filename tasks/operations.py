@@ -30,10 +30,11 @@ from backup_engine.plan import (
     with_companion,
 )
 from backup_engine.registry import engine_for
-from backup_engine.restore import restore_backup
+from backup_engine.restore import check_provenance, restore_backup
+from backup_engine.retention import is_side, newest
 from backup_engine.retention import prune as prune_catalogue
 from backup_engine.storage import open_store
-from backup_engine.storage.catalogue import Catalogue, Entry
+from backup_engine.storage.catalogue import Catalogue, Entry, Scope
 from backup_engine.targets import Target
 from backup_engine.trust.manifest import Signer
 from backup_engine.trust.uploads import import_upload
@@ -57,20 +58,28 @@ def engine_of(settings: Settings, target: Target) -> Engine:
     return engine_for(target, settings.tools, catalogue_for(settings).store.scratch_dir)
 
 
+def scope_for(settings: Settings) -> Scope:
+    """This deployment's view of the store: its targets, named with its prefix."""
+    return Scope(targets=frozenset(settings.targets), prefix=settings.file_prefix)
+
+
 def prefix_for(settings: Settings, target: Target) -> str:
-    return settings.file_prefix or target.name
+    return scope_for(settings).prefix_for(target.name)
 
 
 # --- backups ------------------------------------------------------------------------------------
 def create(settings: Settings, *, target: str = "default", format: str = "sql", include_data: str = "full",
-           method: str = "auto", progress: Progress = no_progress, with_twin: bool = True) -> dict[str, Any]:
+           method: str = "auto", csv_safe: bool = False, progress: Progress = no_progress, with_twin: bool = True,
+           lock_wait: float | None = None) -> dict[str, Any]:
     """A backup; a JSON one also gets its `.sql` twin (named under `companions`) unless the
     caller runs the rest of the plan itself (the Celery chain does, as steps of their own)."""
     chosen = settings.target(target)
-    with target_lock(settings, chosen.name):
+    if not isinstance(csv_safe, bool):
+        raise errors.InvalidRequest(errors.BAD_ARGUMENT, "csv_safe must be true or false")
+    with target_lock(settings, chosen.name, lock_wait):
         entry = create_backup(engine_of(settings, chosen), catalogue_for(settings), format=format,
                               include_data=include_data, method=method, prefix=prefix_for(settings, chosen),
-                              progress=progress)
+                              csv_safe=csv_safe, progress=progress)
     manifest = entry.as_result()
     rest = after_backup(manifest)
     if not with_twin or not rest:
@@ -90,34 +99,44 @@ def attach_companion(twin: dict[str, Any], manifest: dict[str, Any]) -> dict[str
 
 # --- restores -----------------------------------------------------------------------------------
 def restore_file(settings: Settings, *, backup_filename: str, target: str = "default",
-                 progress: Progress = no_progress) -> dict[str, Any]:
+                 source_target: str | None = None, progress: Progress = no_progress,
+                 lock_wait: float | None = None) -> dict[str, Any]:
     """Restore one file that restores as it is (not a JSON backup)."""
     chosen = settings.target(target)
-    with target_lock(settings, chosen.name):
-        return restore_backup(engine_of(settings, chosen), catalogue_for(settings), backup_filename,
-                              prefix=prefix_for(settings, chosen), progress=progress)
+    catalogue = catalogue_for(settings)
+    elsewhere = check_provenance(catalogue.entry(backup_filename), scope_for(settings), chosen.name, source_target)
+    with target_lock(settings, chosen.name, lock_wait):
+        result = restore_backup(engine_of(settings, chosen), catalogue, backup_filename,
+                                prefix=prefix_for(settings, chosen), allow_superuser=settings.upload_allow_superuser,
+                                progress=progress)
+    return {**result, **({"restored_from": elsewhere} if elsewhere else {})}
 
 
 def restore_converted(settings: Settings, converted: dict[str, Any], *, target: str, source: str,
-                      progress: Progress = no_progress) -> dict[str, Any]:
+                      source_target: str | None = None, progress: Progress = no_progress,
+                      lock_wait: float | None = None) -> dict[str, Any]:
     """Restore the `.sql` converted from JSON backup `source`; the result names both files."""
-    result = restore_file(settings, backup_filename=converted["backup_filename"], target=target, progress=progress)
+    result = restore_file(settings, backup_filename=converted["backup_filename"], target=target,
+                          source_target=source_target, progress=progress, lock_wait=lock_wait)
     return restored_from_json(result, source, converted["backup_filename"])
 
 
-def plan_restore(settings: Settings, *, backup_filename: str, target: str = "default") -> Plan:
-    """How a restore of `backup_filename` goes (a bad name or file fails here, before any step)."""
+def plan_restore(settings: Settings, *, backup_filename: str, target: str = "default",
+                 source_target: str | None = None) -> tuple[Plan, str | None]:
+    """How a restore of `backup_filename` goes, and the twin it uses if any (a bad name, a bad file
+    or a backup of somewhere else asked for without saying so fails here, before any step)."""
     chosen = settings.target(target)
-    plan, _ = restore_plan(catalogue_for(settings), backup_filename, chosen.name, chosen.dialect, None)
-    return plan
+    catalogue = catalogue_for(settings)
+    check_provenance(catalogue.entry(backup_filename), scope_for(settings), chosen.name, source_target)
+    return restore_plan(catalogue, backup_filename, chosen.name, chosen.dialect, scope_for(settings),
+                        source_target=source_target)
 
 
-def restore(settings: Settings, *, backup_filename: str, target: str = "default",
+def restore(settings: Settings, *, backup_filename: str, target: str = "default", source_target: str | None = None,
             progress: Progress = no_progress) -> dict[str, Any]:
     """A restore; a JSON backup through its `.sql` for the target's engine (its twin if one
     still checks out, else converted first)."""
-    chosen = settings.target(target)
-    plan, twin = restore_plan(catalogue_for(settings), backup_filename, chosen.name, chosen.dialect, None)
+    plan, twin = plan_restore(settings, backup_filename=backup_filename, target=target, source_target=source_target)
     result = run_locally(plan, local_steps(settings, progress))
     if twin is not None:
         return restored_from_json(result, backup_filename, twin)
@@ -155,28 +174,31 @@ def _source_engine(settings: Settings, entry: Entry) -> Engine:
 
 
 def verify(settings: Settings, *, backup_filename: str) -> dict[str, Any]:
-    return verify_backup(catalogue_for(settings), backup_filename, lambda entry: _source_engine(settings, entry))
+    return verify_backup(catalogue_for(settings), backup_filename, lambda entry: _source_engine(settings, entry),
+                         allow_superuser=settings.upload_allow_superuser)
 
 
 def verify_latest(settings: Settings, *, target: str | None = None) -> list[dict[str, Any]]:
-    """The restore drill of each target's newest backup (what beat runs)."""
+    """The restore drill of each target's newest primary backup by our clock (what beat runs)."""
     names = [target] if target is not None else sorted(settings.targets)
     results = []
     for name in names:
         chosen = settings.target(name)
-        newest = catalogue_for(settings).listing(target=chosen.name).entries
-        if newest:
-            results.append(verify(settings, backup_filename=newest[0].name))
+        entries = catalogue_for(settings).listing(scope=scope_for(settings), target=chosen.name).entries
+        found = newest([entry for entry in entries if not is_side(entry) and not entry.manifest.converted_from])
+        if found is not None:
+            results.append(verify(settings, backup_filename=found.name))
     return results
 
 
 def prune(settings: Settings, *, target: str | None = None) -> dict[str, Any]:
     if target is not None:
         settings.target(target)
-    return prune_catalogue(catalogue_for(settings), settings.retention, target=target)
+    return prune_catalogue(catalogue_for(settings), settings.retention, scope=scope_for(settings), target=target)
 
 
 def list_backups(settings: Settings, *, target: str | None = None) -> list[dict[str, Any]]:
     if target is not None:
         settings.target(target)
-    return [entry.as_result() for entry in catalogue_for(settings).listing(target=target).entries]
+    listing = catalogue_for(settings).listing(scope=scope_for(settings), target=target)
+    return [entry.as_result() for entry in listing.entries]

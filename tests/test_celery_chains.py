@@ -54,7 +54,8 @@ def test_restoring_json_by_name_restores_it_exactly(chain_deployment):
     # Without a usable twin for the target, the restore is convert -> restore_converted.
     for twin in created["companions"]:
         (chain_deployment["dir"] / f"{twin}.meta.json").unlink()
-    restored = send(broker, "backups.restore", backup_filename=created["backup_filename"], target="dst")
+    restored = send(broker, "backups.restore", backup_filename=created["backup_filename"], target="dst",
+                    source_target="src")
     assert restored["state"] == "SUCCESS", restored
     result = restored["result"]
     assert result["restored_file"] == created["backup_filename"]
@@ -79,7 +80,8 @@ def test_a_failing_conversion_fails_the_chain_with_its_reason(chain_deployment):
 
     for twin in created["companions"]:
         (chain_deployment["dir"] / f"{twin}.meta.json").unlink()
-    outcome = send(broker, "backups.restore", backup_filename=created["backup_filename"], target="dst")
+    outcome = send(broker, "backups.restore", backup_filename=created["backup_filename"], target="dst",
+                   source_target="src")
     assert outcome["state"] == "FAILURE"
     assert "Failed to convert JSON backup to SQL format" in outcome["result"]
     outcome = send(broker, "backups.convert_json_to_sql", backup_filename=created["backup_filename"])

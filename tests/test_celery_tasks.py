@@ -78,7 +78,7 @@ def test_create_and_restore_by_name_from_another_application(deployment, pg_serv
     assert len(manifest["sha256"]) == 64 and manifest["rows"] == 500
 
     restored = send(deployment["broker"], "backups.restore", backup_filename=manifest["backup_filename"],
-                    target="dst")
+                    target="dst", source_target="src")
     assert restored["state"] == "SUCCESS", restored
     conn = pg_server.connect(deployment["dst"])
     with conn.cursor() as cur:

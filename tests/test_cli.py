@@ -54,7 +54,7 @@ def test_backup_list_restore_round_trip(cli, pg_server):
     assert [m["backup_filename"] for m in listed] == [manifest["backup_filename"]]
     assert json.loads(cli("list", "--target", "dst", "--local").stdout) == []
 
-    done = cli("restore", manifest["backup_filename"], "--target", "dst", "--local")
+    done = cli("restore", manifest["backup_filename"], "--target", "dst", "--from", "src", "--local")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["restored_file"] == manifest["backup_filename"]

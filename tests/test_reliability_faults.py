@@ -166,7 +166,8 @@ def test_kill9_during_a_restore_leaves_the_target_as_before_then_the_redelivery_
     assert before != source
 
     worker = start_worker(processes, env, tmp_path, "kill-restore")
-    task_id = send(broker, "backups.restore", backup_filename=backup["backup_filename"], target="dst")
+    task_id = send(broker, "backups.restore", backup_filename=backup["backup_filename"], target="dst",
+                   source_target="big")
     psql_pid, pool_pid = wait_for_tool(worker, "psql")
     time.sleep(0.7)  # well into the COPY of the bulk table
     assert find_tool(worker.process.pid, "psql") is not None, "psql finished before the kill"
@@ -201,7 +202,8 @@ def test_redis_restarted_during_a_backup_the_backup_and_its_restore_complete(
         assert meta["status"] == "SUCCESS", failure_text(meta)
 
         # The next step of the chain, sent once Redis is back, runs on the reconnected worker.
-        restore_id = send(own.url, "backups.restore", backup_filename=meta["result"]["backup_filename"], target="dst")
+        restore_id = send(own.url, "backups.restore", backup_filename=meta["result"]["backup_filename"], target="dst",
+                          source_target="big")
         restored = wait_result(own.url, restore_id, timeout=120)
         assert restored["status"] == "SUCCESS", failure_text(restored)
         assert richdb_pg.table_row_counts(dst_url)["public.bulk"] == BIG_ROWS
@@ -344,7 +346,7 @@ def test_an_altered_backup_is_refused_by_verify_and_restore(small_pg, alteration
     with pytest.raises(errors.ArtifactError, match=re.escape(errors.CHECKSUM_MISMATCH)):
         operations.verify(settings, backup_filename=backup["backup_filename"])
     with pytest.raises(errors.ArtifactError, match=re.escape(errors.CHECKSUM_MISMATCH)):
-        operations.restore(settings, backup_filename=backup["backup_filename"], target="dst")
+        operations.restore(settings, backup_filename=backup["backup_filename"], target="dst", source_target="src")
     assert richdb_pg.database_state(small_pg["dst"]) == before
     assert sorted(p.name for p in small_pg["dir"].iterdir()) == names_before  # not even a safety backup
 

@@ -248,7 +248,11 @@ def test_restoring_one_targets_backup_into_another_is_deliberate_and_safe(lab, m
         "BACKUP_DIR": str(lab["backups"]), "BACKUP_UPLOAD_DIR": str(lab["uploads"])}, dotenv_path=None)
     seed = lab["seeds"]["victim"]
     before = world(lab)
-    result = operations.restore(settings, backup_filename=seed["backup_filename"], target="copy")
+    with pytest.raises(errors.InvalidRequest, match=re.escape(errors.FOREIGN_BACKUP)):  # not without saying so
+        operations.restore(settings, backup_filename=seed["backup_filename"], target="copy")
+    result = operations.restore(settings, backup_filename=seed["backup_filename"], target="copy",
+                                source_target="victim")
+    assert result["restored_from"] == {"target": "victim", "prefix": "victim"}
     assert result["target"] == "copy" and result["restored_file"] == seed["backup_filename"]
     assert result["safety_backup"]["target"] == "copy"
     assert richdb_pg.database_state(settings.targets["copy"].url) == before["victim"]
@@ -257,9 +261,10 @@ def test_restoring_one_targets_backup_into_another_is_deliberate_and_safe(lab, m
     assert seed["backup_filename"] not in listed
 
     with pytest.raises(errors.InvalidRequest, match=re.escape(errors.UNSUPPORTED_SQLITE_RESTORE)):
-        operations.restore(settings, backup_filename=seed["backup_filename"], target="lite")
+        operations.restore(settings, backup_filename=seed["backup_filename"], target="lite", source_target="victim")
     with pytest.raises(errors.InvalidRequest, match=re.escape(errors.UNSUPPORTED_PG_RESTORE)):
-        operations.restore(settings, backup_filename=lab["seeds"]["lite"]["backup_filename"], target="victim")
+        operations.restore(settings, backup_filename=lab["seeds"]["lite"]["backup_filename"], target="victim",
+                           source_target="lite")
     assert world(lab) == before
     # Pruning one target never touches another's backups.
     operations.prune(settings, target="copy")

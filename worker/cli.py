@@ -32,11 +32,14 @@ class Command:
     operation: str
     positional: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()  # true/false switches
 
 
 COMMANDS = {
-    "backup": Command("backups.create", "create", options=("target", "format", "include_data", "method")),
-    "restore": Command("backups.restore", "restore", positional=("backup_filename",), options=("target",)),
+    "backup": Command("backups.create", "create", options=("target", "format", "include_data", "method"),
+                      flags=("csv_safe",)),
+    "restore": Command("backups.restore", "restore", positional=("backup_filename",),
+                       options=("target", "source_target")),
     "restore-upload": Command("backups.restore_upload", "restore_upload", positional=("path",), options=("target",)),
     "convert": Command("backups.convert_json_to_sql", "convert", positional=("backup_filename",),
                        options=("dialect",)),
@@ -46,6 +49,7 @@ COMMANDS = {
 }
 OPTION_DEFAULTS = {"format": "sql", "include_data": "full", "method": "auto"}
 OPTION_CHOICES = {"include_data": INCLUDE_DATA_MODES, "method": METHODS, "dialect": engine_names()}
+OPTION_ALIASES = {"source_target": ("--from",)}
 TARGET_DEFAULT = {"backup": "default", "restore": "default", "restore-upload": "default"}
 
 
@@ -59,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(positional)
         for option in command.options:
             default = TARGET_DEFAULT.get(name) if option == "target" else OPTION_DEFAULTS.get(option)
-            sub.add_argument(f"--{option.replace('_', '-')}", dest=option, default=default,
-                             choices=OPTION_CHOICES.get(option))
+            spellings = [f"--{option.replace('_', '-')}", *OPTION_ALIASES.get(option, ())]
+            sub.add_argument(*spellings, dest=option, default=default, choices=OPTION_CHOICES.get(option))
+        for flag in command.flags:
+            sub.add_argument(f"--{flag.replace('_', '-')}", dest=flag, action="store_true")
         sub.add_argument("--local", action="store_true", help="run in this process, without a broker")
         sub.add_argument("--no-wait", action="store_true", help="enqueue, print the task id and return")
         sub.add_argument("--timeout", type=float, default=None, help="seconds to wait for the result")
@@ -69,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     command = COMMANDS[args.command]
-    return {name: getattr(args, name) for name in (*command.positional, *command.options)}
+    kwargs = {name: getattr(args, name) for name in (*command.positional, *command.options, *command.flags)}
+    return {name: value for name, value in kwargs.items() if value is not None or name in command.positional}
 
 
 def run_local(command: Command, kwargs: dict[str, Any]) -> Any:

@@ -63,6 +63,7 @@ class RestoreRequest:
     table_rows: Mapping[str, int]
     trusted: bool  # our own signed backup; anything else goes through the engine's upload gate
     object_counts: Mapping[str, int] = field(default_factory=dict)
+    allow_superuser: bool = False  # an untrusted file may run with a superuser role (BACKUP_UPLOAD_ALLOW_SUPERUSER)
 
 
 @dataclass

@@ -79,6 +79,28 @@ class Entry:
         return self.manifest.as_result(self.path)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What one deployment sees of a store that others may share: the backups of its targets, named
+    with its prefix (`BACKUP_FILE_PREFIX`, or when unset each target's own name)."""
+
+    targets: frozenset[str]
+    prefix: str | None = None
+
+    def prefix_for(self, target: str) -> str:
+        return self.prefix or target
+
+    def owns_name(self, name: str) -> bool:
+        prefix = prefix_of(name)
+        return prefix == self.prefix if self.prefix else prefix in self.targets
+
+    def owns(self, entry: Entry) -> bool:
+        manifest = entry.manifest
+        return (self.owns_name(entry.name) and manifest.target in self.targets
+                and prefix_of(entry.name) == self.prefix_for(manifest.target)
+                and manifest.prefix in ("", self.prefix_for(manifest.target)))
+
+
 @dataclass
 class Listing:
     """What a listing found: backups newest first, and manifests that could not be read."""
@@ -285,14 +307,14 @@ class Catalogue:
             raise errors.ArtifactError(errors.IDENTITY_MISSING, manifest.backup_filename)
         return self.encryption.identities()
 
-    def listing(self, *, prefix: str | None = None, target: str | None = None) -> Listing:
-        """The backups of `prefix` (and `target`), newest first, and the manifests that are corrupt."""
+    def listing(self, *, scope: Scope | None = None, target: str | None = None) -> Listing:
+        """The backups `scope` owns (and of `target`), newest first, and its manifests that are corrupt."""
         found = Listing()
         for info in self.store.list():
             if not info.name.endswith(MANIFEST_SUFFIX):
                 continue
             name = info.name[: -len(MANIFEST_SUFFIX)]
-            if prefix is not None and prefix_of(name) != prefix:
+            if scope is not None and not scope.owns_name(name):
                 continue
             try:
                 entry = self._read_entry(info.name)
@@ -303,7 +325,7 @@ class Catalogue:
                 self.store.stat(name)
             except errors.BackupError:
                 continue  # no plain object under the name (a link, a deletion that stopped half-way)
-            if target is None or entry.manifest.target == target:
+            if (target is None or entry.manifest.target == target) and (scope is None or scope.owns(entry)):
                 found.entries.append(entry)
         found.entries.sort(key=lambda e: (e.manifest.created, e.name), reverse=True)
         return found
