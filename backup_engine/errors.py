@@ -37,6 +37,8 @@ TARGET_BUSY = "Target busy"
 VERIFY_FAILED = "Backup verification failed"
 LOCK_UNAVAILABLE = "Could not take the target lock"
 NAME_TAKEN = "An object already has this name; nothing was overwritten"
+UPLOAD_REFUSED = "Refused upload statement"
+FRAGMENT_REFUSED = "Refused SQL fragment in an uploaded document"
 
 
 class BackupError(Exception):
@@ -86,3 +88,20 @@ class TargetUnavailable(BackupError):
 
 class TargetBusy(BackupError):
     """Another backup or restore of the same target holds its lock."""
+
+
+class UploadRefused(InvalidRequest):
+    """The upload gate refused a statement. Its str is the whole sentence a user reads,
+    `Refused upload statement at line 812: ALTER ROLE`; `detail` is what was refused and
+    `line` where. Built by `refused()`; the one-argument constructor keeps pickling and
+    Celery's exception round trip working."""
+
+    def __init__(self, sentence: str, line: int = 0, what: str = "") -> None:
+        Exception.__init__(self, sentence)
+        self.message = UPLOAD_REFUSED
+        self.detail = what or sentence
+        self.line = line
+
+    @classmethod
+    def at(cls, line: int, what: str) -> UploadRefused:
+        return cls(f"{UPLOAD_REFUSED} at line {line}: {what}", line, what)

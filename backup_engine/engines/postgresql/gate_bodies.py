@@ -1,0 +1,154 @@
+"""Function definitions in an upload: their language, options and bodies, checked by the same rules.
+
+Only LANGUAGE sql and plpgsql pass (C, internal and the untrusted languages would run code the
+gate cannot read). SQL bodies, as a string or BEGIN ATOMIC, are statements like any other and
+go through gate_rules with the body allowlist. PL/pgSQL bodies are compiled by libpg_query's
+copy of the PL/pgSQL parser; every SQL expression and statement in them is parsed and checked.
+What a body builds at run time and runs with EXECUTE cannot be read: that is the documented
+limit, and restoring uploads with a role that is not a superuser is the defence.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pglast import parser
+from pglast.parser import ParseError
+
+from backup_engine.engines.postgresql import gate_policy as policy
+from backup_engine.engines.postgresql.gate_rules import Refusal, Scope, check, check_setting, refuse_function
+from backup_engine.engines.postgresql.gate_tree import TreeError, items, parse, strings, unwrap
+
+SANITIZE = bytes(range(128)) + b"q" * 128  # every non-ASCII byte becomes a letter: same tokens, ASCII offsets
+ASSIGNMENT_TOKENS = frozenset({"COLON_EQUALS", "ASCII_61"})
+OPENING, CLOSING = frozenset({"ASCII_40", "ASCII_91"}), frozenset({"ASCII_41", "ASCII_93"})
+TRANSACTION_CONTROL = frozenset({"PLpgSQL_stmt_commit", "PLpgSQL_stmt_rollback"})
+EXPRESSION_MODE, DEFAULT_MODE, ASSIGN_MODES = 2, 0, frozenset({3, 4, 5})
+
+
+def check_function(node: dict[str, Any], scope: Scope) -> None:
+    """Language, options, and body of a CREATE FUNCTION / PROCEDURE."""
+    options: dict[str, Any] = {}
+    for element in node.get("options", []):
+        option = unwrap(element)[1]
+        name = option.get("defname", "")
+        if name in options and name != "set":
+            raise Refusal(f"{scope.what} with {name} given twice")
+        options[name] = option.get("arg")
+        if name == "set":
+            check_setting(unwrap(option.get("arg"))[1], scope, policy.FUNCTION_SETTINGS)
+    sql_body = node.get("sql_body")
+    language = (strings(options["language"]) or [""])[0] if "language" in options else ("sql" if sql_body else "")
+    if language not in policy.BODY_LANGUAGES:
+        raise Refusal(f"{scope.what} in LANGUAGE {language or '(none)'}")
+    if "transform" in options:
+        raise Refusal(f"{scope.what} with TRANSFORM")
+    if "support" in options:
+        refuse_function(strings(options["support"]), scope)
+    if scope.depth >= policy.MAX_BODY_DEPTH:
+        raise Refusal(f"{scope.what}: function bodies nested too deeply")
+    inner = Scope(scope.what, None, scope.depth + 1, top=False)
+    if sql_body is not None:
+        if language != "sql" or "as" in options:
+            raise Refusal(f"{scope.what} with a BEGIN ATOMIC body in LANGUAGE {language}")
+        for statement in _atomic_statements(sql_body):
+            check(statement, inner)
+        return
+    source = [part for part in items(options.get("as")) if unwrap(part)[0] == "String"]
+    if len(source) != 1 or len(items(options.get("as"))) != 1:
+        raise Refusal(f"{scope.what} without exactly one body string")
+    body = unwrap(source[0])[1].get("sval", "")
+    if language == "sql":
+        check_sql_text(body, inner)
+    else:
+        _check_plpgsql(scope, inner)
+
+
+def _atomic_statements(sql_body: Any) -> list[Any]:
+    kind, _ = unwrap(sql_body)
+    if kind == "ReturnStmt":
+        return [sql_body]
+    statements = []
+    for element in items(sql_body):
+        statements.extend(items(element) if unwrap(element)[0] == "List" or isinstance(element, list) else [element])
+    return statements
+
+
+def check_sql_text(text: str, scope: Scope) -> None:
+    """A body (or an expression wrapped as one) parsed and checked statement by statement."""
+    encoded = text.encode("utf-8")
+    for statement in _parse(text, scope):
+        start = statement.get("stmt_location", 0)
+        length = statement.get("stmt_len") or len(encoded) - start
+        own = encoded[start:start + length].decode("utf-8", "replace")
+        check(statement["stmt"], Scope(scope.what, own, scope.depth, top=False))
+
+
+def _parse(text: str, scope: Scope) -> list[dict[str, Any]]:
+    try:
+        return parse(text)
+    except (ParseError, TreeError) as exc:
+        raise Refusal(f"{scope.what} has a body that does not parse: {exc}") from exc
+
+
+def _check_plpgsql(outer: Scope, inner: Scope) -> None:
+    """Compile the PL/pgSQL body from the statement's own text and check every expression in it.
+    The text is the whole CREATE FUNCTION statement (libpg_query's PL/pgSQL entry point wants
+    that); inside a BEGIN ATOMIC body it is not at hand, and the function is refused."""
+    if outer.text is None:
+        raise Refusal(f"{outer.what} defines a PL/pgSQL function where its text is not at hand")
+    try:
+        functions = json.loads(parser.parse_plpgsql_json(outer.text))
+    except (ParseError, RecursionError) as exc:
+        raise Refusal(f"{outer.what} has a PL/pgSQL body that does not parse: {exc}") from exc
+    if not isinstance(functions, list) or len(functions) != 1:
+        raise Refusal(f"{outer.what} has a PL/pgSQL body that does not parse")
+    pending: list[Any] = [functions]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, dict):
+            for key, inner_value in value.items():
+                if key in TRANSACTION_CONTROL:
+                    raise Refusal(f"{outer.what} with COMMIT or ROLLBACK in its body")
+                if key == "PLpgSQL_expr":
+                    _check_expression(inner_value, inner)
+                else:
+                    pending.append(inner_value)
+
+
+def _check_expression(expr: dict[str, Any], scope: Scope) -> None:
+    """One PL/pgSQL expression, in the parse mode the server will use for it."""
+    query, mode = expr.get("query", ""), expr.get("parseMode", DEFAULT_MODE)
+    if mode == DEFAULT_MODE:
+        check_sql_text(query, scope)
+    elif mode == EXPRESSION_MODE:
+        check_sql_text("SELECT " + query, scope)
+    elif mode in ASSIGN_MODES:
+        target, value = _split_assignment(query, scope)
+        check_sql_text("SELECT " + target, scope)
+        check_sql_text("SELECT " + value, scope)
+    else:
+        raise Refusal(f"{scope.what} has a PL/pgSQL expression of an unknown kind")
+
+
+def _split_assignment(query: str, scope: Scope) -> tuple[str, str]:
+    """`target[subscripts] := expression` cut at its first top-level := or =, found by the server's
+    own lexer (on an ASCII stand-in of the text, so token offsets are byte offsets)."""
+    encoded = query.encode("utf-8")
+    try:
+        tokens = parser.scan(encoded.translate(SANITIZE).decode("ascii"))
+    except ParseError as exc:
+        raise Refusal(f"{scope.what} has a PL/pgSQL assignment that does not parse: {exc}") from exc
+    depth = 0
+    for token in tokens:
+        if token.name in OPENING:
+            depth += 1
+        elif token.name in CLOSING:
+            depth -= 1
+        elif depth == 0 and token.name in ASSIGNMENT_TOKENS:
+            return (encoded[:token.start].decode("utf-8", "replace"),
+                    encoded[token.end + 1:].decode("utf-8", "replace"))
+    raise Refusal(f"{scope.what} has a PL/pgSQL assignment without := ")

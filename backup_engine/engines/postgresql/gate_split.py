@@ -1,0 +1,359 @@
+"""Splitting an upload into statements as it streams, with PostgreSQL's own lexer and parser.
+
+The server's grammar decides where a statement ends; we only choose where to ask. Text is
+read in blocks into one buffer. For the next statement we parse up to the first `;` byte
+(almost always its end, one parse per statement). When that `;` lies inside a literal or a
+comment, PostgreSQL's scanner (pglast.split, on an ASCII stand-in of the text so offsets are
+bytes and never quadratic) finds the first `;` token, looking at windows that double in size,
+so a statement is scanned O(1) times over. Only a BEGIN ATOMIC body has `;` tokens inside a
+statement; for it the scanner's tokens are followed through BEGIN ATOMIC ... END. The
+statement is then parsed alone, and what the caller sends is exactly the text we parsed.
+
+`COPY ... FROM stdin` data is never parsed: it runs from the next line to a line `\\.`,
+found by searching whole blocks; its rows are counted with bytes.count.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from pglast import parser
+from pglast.parser import ParseError
+
+from backup_engine import errors
+from backup_engine.engines.postgresql.gate_copy import CopyData
+from backup_engine.engines.postgresql.gate_tree import TreeError, parse, unwrap
+
+BLOCK_SIZE = 1 << 20
+SANITIZE = bytes(range(128)) + b"q" * 128  # non-ASCII bytes lex like letters; a `q` starts no special literal
+END_OF_INPUT = "syntax error at end of input"
+BLANK = b" \t\r"
+RESTRICT_COMMANDS = ("\\restrict", "\\unrestrict")
+MESSAGE_CHARS = 160
+SKIPPED = object()  # a psql \restrict line was dropped: look again
+
+
+def refused(line: int, what: str) -> errors.UploadRefused:
+    """The refusal for an upload that cannot be split at `line`."""
+    return errors.UploadRefused.at(line, what)
+
+
+@dataclass
+class Piece:
+    """One statement as the upload holds it; `copy_data` is set for COPY ... FROM stdin."""
+
+    line: int
+    sql: str
+    stmt: dict[str, Any]
+    copy_data: CopyData | None = None
+
+
+class Splitter:
+    """Statements of one upload stream, in order (iterate `pieces()` once)."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self.stream, self.limit = stream, limit
+        self.buf = bytearray()
+        self.pos = 0            # next unconsumed byte
+        self.eof = False
+        self.line_no, self.line_mark = 1, 0  # line number at buffer index line_mark
+        self.prev_byte = b"\n"  # the byte before buf[0], for "at the start of a line"
+        self.bytes_read = 0
+        self.restrict_lines = 0
+
+    # --- reading ----------------------------------------------------------------------------------------
+    def read_block(self) -> bool:
+        """Append one block from the stream; False at its end. NUL bytes are refused on sight."""
+        if self.eof:
+            return False
+        block = self.stream.read(BLOCK_SIZE)
+        if not block:
+            self.eof = True
+            return False
+        nul = block.find(b"\x00")
+        if nul >= 0:
+            raise refused(self.line_at(len(self.buf) + nul, extend=block), "a NUL byte (not SQL text)")
+        self.buf += block
+        self.bytes_read += len(block)
+        return True
+
+    def compact_to(self, keep: int) -> int:
+        """Drop the bytes before `keep` once they are most of the buffer (amortised O(1) per byte);
+        returns by how much buffer indices moved down."""
+        if keep <= BLOCK_SIZE or keep * 2 <= len(self.buf):
+            return 0
+        self.line_at(keep)
+        self.prev_byte = bytes(self.buf[keep - 1:keep])
+        del self.buf[:keep]
+        self.line_mark -= keep
+        self.pos -= keep
+        return keep
+
+    def line_at(self, index: int, extend: bytes = b"") -> int:
+        """1-based line of buffer index `index` (moving forward is O(distance))."""
+        if extend:
+            return self.line_no + self.buf.count(b"\n", self.line_mark) + extend.count(b"\n", 0, index - len(self.buf))
+        if index >= self.line_mark:
+            self.line_no += self.buf.count(b"\n", self.line_mark, index)
+        else:
+            self.line_no -= self.buf.count(b"\n", index, self.line_mark)
+        self.line_mark = index
+        return self.line_no
+
+    def find(self, needle: bytes, low: int, high: int) -> int:
+        """Index of `needle` in buf[low:high] (reading as needed), or -1."""
+        while True:
+            found = self.buf.find(needle, low, high)
+            if found >= 0 or len(self.buf) >= high or not self.read_block():
+                return found
+
+    def fill(self, high: int) -> int:
+        """Read until the buffer reaches `high` or the stream ends; the end actually reached."""
+        while len(self.buf) < high and self.read_block():
+            pass
+        return min(high, len(self.buf))
+
+    # --- statements -------------------------------------------------------------------------------------
+    def pieces(self) -> Iterator[Piece]:
+        while True:
+            self.compact_to(self.pos)
+            found = self.next_statements()
+            if found is None:
+                return
+            text, statements = found
+            base = self.pos
+            for index, statement in enumerate(statements):
+                start = statement.get("stmt_location", 0)
+                length = statement.get("stmt_len") or len(text) - start
+                piece = Piece(self.line_at(base + start), text[start:start + length].decode("utf-8"), statement["stmt"])
+                self.pos = base + start + length + 1
+                if _copy_from_stdin(piece.stmt):
+                    if index != len(statements) - 1:
+                        raise refused(piece.line, "a statement after COPY ... FROM stdin on its line")
+                    piece.copy_data = self.start_copy(piece.line)
+                    yield piece
+                    piece.copy_data.drain()
+                    break
+                yield piece
+
+    def next_statements(self) -> tuple[bytes, list[dict[str, Any]]] | None:
+        """The text from pos to the end of the next statement, and its parse; None at the end."""
+        while True:
+            found = self.next_once()
+            if found is not SKIPPED:
+                return found
+
+    def next_once(self) -> Any:
+        semicolon = self.find(b";", self.pos, self.pos + self.limit + 1)
+        if semicolon < 0:
+            return self.final_statements()
+        text = bytes(self.buf[self.pos:semicolon + 1])
+        outcome, result = self.attempt(text)
+        if outcome != "incomplete":
+            return (text, result) if outcome == "complete" else SKIPPED
+        end = self.first_terminator(2 * len(text))
+        if end is None:
+            return self.final_statements()
+        text = bytes(self.buf[self.pos:end + 1])
+        outcome, result = self.attempt(text)
+        if outcome == "incomplete":  # a `;` inside BEGIN ATOMIC ... END
+            end = self.atomic_end(2 * len(text))
+            if end is None:
+                return self.final_statements()
+            text = bytes(self.buf[self.pos:end + 1])
+            outcome, result = self.attempt(text, final=True)
+        if outcome == "incomplete":
+            self.refuse_incomplete(text, result)
+        return (text, result) if outcome == "complete" else SKIPPED
+
+    def final_statements(self) -> Any:
+        """What is left when no `;` follows: comments, a last statement without `;`, or a refusal."""
+        end = self.fill(self.pos + self.limit + 2)
+        if not self.eof or end - self.pos > self.limit:
+            raise self.too_long()
+        text = bytes(self.buf[self.pos:end])
+        outcome, result = self.attempt(text, final=True)
+        if outcome == "skipped":
+            return SKIPPED
+        if outcome != "complete":
+            self.refuse_incomplete(text, result)
+        if not result:
+            self.pos = end
+            return None
+        return text, result
+
+    def attempt(self, text: bytes, final: bool = False) -> tuple[str, Any]:
+        """Parse `text`: ("complete", statements) when it ends a statement, ("incomplete", error)
+        when more text could finish it, ("skipped", None) after a psql \\restrict line; else refuse."""
+        try:
+            decoded = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise refused(self.line_at(self.pos + exc.start), "text that is not valid UTF-8") from exc
+        try:
+            statements = parse(decoded)
+        except TreeError as exc:
+            raise refused(self.line_at(self.pos), f"a statement {exc}") from exc
+        except ParseError as exc:
+            message = str(exc.args[0])
+            if message.startswith("unterminated") or message == END_OF_INPUT:
+                return "incomplete", exc
+            if self.restrict_line(decoded, exc.args[1]):
+                return "skipped", None
+            raise self.parse_refusal(decoded, exc) from exc
+        if statements and not statements[-1].get("stmt_len") and not final:
+            return "incomplete", None  # the last `;` was in a comment
+        if not statements and not final:
+            return "incomplete", None
+        return "complete", statements
+
+    def parse_refusal(self, decoded: str, exc: ParseError) -> errors.UploadRefused:
+        where = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else 0
+        line = self.line_at(self.pos + len(decoded[:where].encode("utf-8")))
+        if decoded[where:where + 1] == "\\":
+            command = decoded[where:].split(maxsplit=1)[0][:30]
+            return refused(line, f"psql meta-command {command}")
+        return refused(line, " ".join(str(exc.args[0]).split())[:MESSAGE_CHARS])
+
+    def refuse_incomplete(self, text: bytes, error: Any) -> None:
+        if self.eof and self.pos + len(text) >= len(self.buf):
+            raise refused(self.first_line(), "the upload ends inside a statement, string or comment"
+                                                       " (truncated?)")
+        if isinstance(error, ParseError):
+            raise self.parse_refusal(text.decode("utf-8"), error)
+        raise refused(self.line_at(self.pos), "a statement that does not end")
+
+    def restrict_line(self, decoded: str, where: int | None) -> bool:
+        """A `\\restrict KEY` / `\\unrestrict KEY` line (pg_dump 17.6+) between statements: drop it."""
+        if where is None or decoded[where:where + 1] != "\\":
+            return False
+        newline = decoded.find("\n", where)
+        words = decoded[where:newline if newline >= 0 else len(decoded)].split()
+        before = decoded[:where]
+        line_start = before.rfind("\n") + 1
+        if not (len(words) == 2 and words[0] in RESTRICT_COMMANDS and words[1].isascii() and words[1].isalnum()
+                and not before[line_start:].strip(" \t") and (line_start > 0 or self.at_line_start())):
+            return False
+        try:
+            if parse(before):
+                return False  # a statement is open before it: not a boundary
+        except (ParseError, TreeError):
+            return False
+        self.line_at(self.pos)
+        self.pos += len(decoded[:newline + 1 if newline >= 0 else len(decoded)].encode("utf-8"))
+        self.restrict_lines += 1
+        return True
+
+    def at_line_start(self) -> bool:
+        return (self.buf[self.pos - 1:self.pos] if self.pos else self.prev_byte) == b"\n"
+
+    # --- finding the end of a statement with the scanner --------------------------------------------------
+    def window(self, want: int) -> tuple[str, bool]:
+        """An ASCII stand-in of buf[pos:...]: to the first `;` at or past pos+want, at most 2*want;
+        and whether it reaches the end of the stream."""
+        want = min(want, self.limit + 1)
+        high = self.pos + min(2 * want, self.limit + 2)
+        semicolon = self.find(b";", self.pos + want, high)
+        end = semicolon + 1 if semicolon >= 0 else self.fill(high)
+        return bytes(self.buf[self.pos:end]).translate(SANITIZE).decode("ascii"), self.eof and end >= len(self.buf)
+
+    def first_terminator(self, want: int) -> int | None:
+        """Buffer index of the first `;` token that ends a statement (by the scanner), or None at the end."""
+        while True:
+            text, at_end = self.window(want)
+            cut, lexer_error = len(text), None
+            try:
+                slices = parser.split(text, with_parser=False, only_slices=True)
+            except ParseError as exc:
+                cut = exc.args[1] if exc.args[1] is not None else len(text)
+                lexer_error = None if str(exc.args[0]).startswith("unterminated") else exc
+                slices = _split_quietly(text[:cut])
+            if slices:
+                stop = slices[0].stop
+                stop += len(text[stop:cut]) - len(text[stop:cut].lstrip())
+                if text[stop:stop + 1] == ";":
+                    return self.pos + stop
+            if lexer_error is not None:
+                raise self.parse_refusal(text, lexer_error)
+            if at_end:
+                return None
+            self.check_length(len(text))
+            want = 2 * len(text)
+
+    def atomic_end(self, want: int) -> int | None:
+        """Buffer index of the `;` after BEGIN ATOMIC ... END, following the scanner's tokens."""
+        while True:
+            text, at_end = self.window(want)
+            lexer_error = None
+            try:
+                tokens = parser.scan(text)
+            except ParseError as exc:
+                lexer_error = None if str(exc.args[0]).startswith("unterminated") else exc
+                tokens = _scan_quietly(text[:exc.args[1] or 0])
+            depth = parens = 0
+            previous = ""
+            for token in tokens:
+                name = token.name
+                if name in ("SQL_COMMENT", "C_COMMENT"):
+                    continue
+                if name == "ASCII_40":
+                    parens += 1
+                elif name == "ASCII_41":
+                    parens -= 1
+                elif name == "ATOMIC" and previous == "BEGIN_P" or name == "CASE" and depth:
+                    depth += 1
+                elif name == "END_P" and depth:
+                    depth -= 1
+                elif name == "ASCII_59" and parens == 0 and depth == 0:
+                    return self.pos + token.start
+                previous = name
+            if lexer_error is not None:
+                raise self.parse_refusal(text, lexer_error)
+            if at_end:
+                return None
+            self.check_length(len(text))
+            want = 2 * len(text)
+
+    def check_length(self, length: int) -> None:
+        if length > self.limit:
+            raise self.too_long()
+
+    def too_long(self) -> errors.UploadRefused:
+        return refused(self.first_line(), f"a statement longer than {self.limit} bytes (max_statement_bytes)")
+
+    def first_line(self) -> int:
+        """Line of the first byte after pos that is not blank (where the open statement starts)."""
+        head = bytes(self.buf[self.pos:self.pos + BLOCK_SIZE])
+        return self.line_at(self.pos + len(head) - len(head.lstrip(b" \t\r\n")))
+
+    # --- COPY data --------------------------------------------------------------------------------------
+    def start_copy(self, line: int) -> CopyData:
+        """After COPY ... FROM stdin; only blanks may follow on its line, then the data starts."""
+        newline = self.find(b"\n", self.pos, self.pos + self.limit)
+        if newline < 0:
+            raise refused(line, "COPY ... FROM stdin without data lines after it")
+        if self.buf[self.pos:newline].strip(BLANK):
+            raise refused(line, "text after COPY ... FROM stdin on its line")
+        self.pos = newline + 1
+        return CopyData(self, line + 1, codecs.getincrementaldecoder("utf-8")())
+
+
+def _copy_from_stdin(stmt: dict[str, Any]) -> bool:
+    kind, node = unwrap(stmt)
+    return kind == "CopyStmt" and bool(node.get("is_from")) and "filename" not in node and not node.get("is_program")
+
+
+def _split_quietly(text: str) -> tuple[slice, ...]:
+    try:
+        return parser.split(text, with_parser=False, only_slices=True)
+    except ParseError:
+        return ()
+
+
+def _scan_quietly(text: str) -> list[Any]:
+    try:
+        return parser.scan(text)
+    except ParseError:
+        return []
