@@ -27,6 +27,7 @@ from backup_engine.engines.postgresql.gate_copy import CopyData
 from backup_engine.engines.postgresql.gate_fragments import check_expression, check_statement, check_type_name
 from backup_engine.engines.postgresql.gate_rules import Refusal, Scope, check
 from backup_engine.engines.postgresql.gate_split import Splitter
+from backup_engine.engines.postgresql.gate_tree import paused_gc
 from backup_engine.engines.postgresql.gate_words import quote_identifier
 
 __all__ = ["SESSION_SETTINGS", "GateLimits", "GateReport", "GateStatement", "check_expression", "check_statement",
@@ -80,9 +81,11 @@ def gate_statements(stream: BinaryIO, limits: GateLimits = GateLimits()) -> Iter
 def _statements(splitter: Splitter) -> Iterator[GateStatement]:
     for piece in splitter.pieces():
         try:
-            verdict = check(piece.stmt, Scope("", piece.sql))
+            with paused_gc():
+                verdict = check(piece.stmt, Scope("", piece.sql))
         except Refusal as refusal:
             raise errors.UploadRefused.at(piece.line, refusal.what) from None
+        piece.stmt = {}  # the tree is freed before the caller runs
         yield GateStatement(piece.line, piece.sql, verdict.kind, verdict.skipped, verdict.copy_table,
                             piece.copy_data, verdict.relations)
 
@@ -92,7 +95,17 @@ def check_upload(stream: BinaryIO, limits: GateLimits = GateLimits()) -> GateRep
     splitter = Splitter(stream, limits.max_statement_bytes)
     report = GateReport()
     kinds: Counter[str] = Counter()
-    for statement in _statements(splitter):
+    with paused_gc():  # nothing but the gate runs in this loop, and the gate makes no cycles
+        _tally(_statements(splitter), report, kinds)
+    report.statements = sum(kinds.values())
+    report.kinds = dict(kinds)
+    report.bytes = splitter.bytes_read
+    report.restrict_lines = splitter.restrict_lines
+    return report
+
+
+def _tally(statements: Iterator[GateStatement], report: GateReport, kinds: Counter[str]) -> None:
+    for statement in statements:
         kinds[statement.kind] += 1
         report.skipped += statement.skipped
         report.relations += statement.relations
@@ -100,8 +113,3 @@ def check_upload(stream: BinaryIO, limits: GateLimits = GateLimits()) -> GateRep
             statement.copy_data.drain()
             key = ".".join(quote_identifier(part) for part in statement.copy_table if part is not None)
             report.table_rows[key] = report.table_rows.get(key, 0) + statement.copy_data.copy_rows
-    report.statements = sum(kinds.values())
-    report.kinds = dict(kinds)
-    report.bytes = splitter.bytes_read
-    report.restrict_lines = splitter.restrict_lines
-    return report

@@ -10,7 +10,6 @@ limit, and restoring uploads with a role that is not a superuser is the defence.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pglast import parser
@@ -18,13 +17,14 @@ from pglast.parser import ParseError
 
 from backup_engine.engines.postgresql import gate_policy as policy
 from backup_engine.engines.postgresql.gate_rules import Refusal, Scope, check, check_setting, refuse_function
-from backup_engine.engines.postgresql.gate_tree import TreeError, items, parse, strings, unwrap
+from backup_engine.engines.postgresql.gate_tree import TreeError, items, load_json, parse, strings, unwrap
 
 SANITIZE = bytes(range(128)) + b"q" * 128  # every non-ASCII byte becomes a letter: same tokens, ASCII offsets
 ASSIGNMENT_TOKENS = frozenset({"COLON_EQUALS", "ASCII_61"})
 OPENING, CLOSING = frozenset({"ASCII_40", "ASCII_91"}), frozenset({"ASCII_41", "ASCII_93"})
 TRANSACTION_CONTROL = frozenset({"PLpgSQL_stmt_commit", "PLpgSQL_stmt_rollback"})
 EXPRESSION_MODE, DEFAULT_MODE, ASSIGN_MODES = 2, 0, frozenset({3, 4, 5})
+SEPARATOR = "\n;\n"  # a newline ends any line comment an expression may end with
 
 
 def check_function(node: dict[str, Any], scope: Scope) -> None:
@@ -99,11 +99,12 @@ def _check_plpgsql(outer: Scope, inner: Scope) -> None:
     if outer.text is None:
         raise Refusal(f"{outer.what} defines a PL/pgSQL function where its text is not at hand")
     try:
-        functions = json.loads(parser.parse_plpgsql_json(outer.text))
-    except (ParseError, RecursionError) as exc:
+        functions = load_json(parser.parse_plpgsql_json(outer.text))
+    except (ParseError, TreeError) as exc:
         raise Refusal(f"{outer.what} has a PL/pgSQL body that does not parse: {exc}") from exc
     if not isinstance(functions, list) or len(functions) != 1:
         raise Refusal(f"{outer.what} has a PL/pgSQL body that does not parse")
+    texts: list[str] = []
     pending: list[Any] = [functions]
     while pending:
         value = pending.pop()
@@ -114,24 +115,55 @@ def _check_plpgsql(outer: Scope, inner: Scope) -> None:
                 if key in TRANSACTION_CONTROL:
                     raise Refusal(f"{outer.what} with COMMIT or ROLLBACK in its body")
                 if key == "PLpgSQL_expr":
-                    _check_expression(inner_value, inner)
+                    texts.extend(_expression_texts(inner_value, inner))
                 else:
                     pending.append(inner_value)
+    _check_texts(texts, inner)
 
 
-def _check_expression(expr: dict[str, Any], scope: Scope) -> None:
-    """One PL/pgSQL expression, in the parse mode the server will use for it."""
+def _expression_texts(expr: dict[str, Any], scope: Scope) -> list[str]:
+    """One PL/pgSQL expression as SQL text(s) that parse the way the server's mode for it does."""
     query, mode = expr.get("query", ""), expr.get("parseMode", DEFAULT_MODE)
     if mode == DEFAULT_MODE:
-        check_sql_text(query, scope)
-    elif mode == EXPRESSION_MODE:
-        check_sql_text("SELECT " + query, scope)
-    elif mode in ASSIGN_MODES:
+        return [query]
+    if mode == EXPRESSION_MODE:
+        return ["SELECT " + query]
+    if mode in ASSIGN_MODES:
         target, value = _split_assignment(query, scope)
-        check_sql_text("SELECT " + target, scope)
-        check_sql_text("SELECT " + value, scope)
-    else:
-        raise Refusal(f"{scope.what} has a PL/pgSQL expression of an unknown kind")
+        return ["SELECT " + target, "SELECT " + value]
+    raise Refusal(f"{scope.what} has a PL/pgSQL expression of an unknown kind")
+
+
+def _check_texts(texts: list[str], scope: Scope) -> None:
+    """Check many expression texts with one parse when it provably reads each as exactly one
+    statement inside its own bounds (a body may hold thousands); otherwise one by one."""
+    joined = SEPARATOR.join(texts)
+    encoded = joined.encode("utf-8")
+    bounds, offset = [], 0
+    for text in texts:
+        size = len(text.encode("utf-8"))
+        bounds.append((offset, offset + size))
+        offset += size + len(SEPARATOR)
+    try:
+        statements = parse(joined) if len(texts) > 1 else None
+    except (ParseError, TreeError):
+        statements = None
+    if statements is None or len(statements) != len(texts) or not all(
+            _within(statement, start, end, len(encoded)) for statement, (start, end) in zip(statements, bounds,
+                                                                                             strict=True)):
+        for text in texts:
+            check_sql_text(text, scope)
+        return
+    for statement, (start, end) in zip(statements, bounds, strict=True):
+        own = encoded[start:end].decode("utf-8", "replace")
+        check(statement["stmt"], Scope(scope.what, own, scope.depth, top=False))
+
+
+def _within(statement: dict[str, Any], start: int, end: int, total: int) -> bool:
+    """The statement starts inside [start, end) and ends there too (at the separator's `;`, or the end)."""
+    location = statement.get("stmt_location", 0)
+    stop = location + (statement.get("stmt_len") or total - location)
+    return start <= location < end and stop in (end, end + 1)
 
 
 def _split_assignment(query: str, scope: Scope) -> tuple[str, str]:

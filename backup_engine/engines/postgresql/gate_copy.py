@@ -43,7 +43,9 @@ class CopyData:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(READ_SIZE), b""))
         splitter = self.splitter
-        while splitter.pos >= self.data_end and not self.finish():
+        while splitter.pos >= self.data_end:
+            if self.finish():
+                return b""
             self.more()
         end = min(self.data_end, splitter.pos + size)
         chunk = bytes(splitter.buf[splitter.pos:end])

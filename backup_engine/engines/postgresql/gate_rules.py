@@ -9,8 +9,7 @@ bodies of SQL and PL/pgSQL functions (gate_bodies).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from backup_engine.engines.postgresql import gate_policy as policy
 from backup_engine.engines.postgresql.gate_tree import TreeError, constant, nodes, strings, unwrap
@@ -25,8 +24,7 @@ class Refusal(Exception):
         self.what = what
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """An accepted statement: its kind, whether the restore leaves it out, what it creates."""
 
     kind: str = ""
@@ -35,8 +33,7 @@ class Verdict:
     copy_table: tuple[str | None, str] | None = None
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """Where a statement sits: `what` names the upload statement in messages; `text` is the
     statement's own SQL when known (PL/pgSQL bodies are parsed from it); `depth` counts
     function bodies around it; `top` is true at the top level of the upload."""
@@ -53,6 +50,7 @@ NESTABLE = frozenset({"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "M
 RULE_ACTIONS = frozenset({"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt"})
 INDEX_CONSTRAINTS = frozenset({"CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"})
 BODY_FIELD = frozenset({("CreateFunctionStmt", "sql_body")})
+SELF_CHECKED = frozenset({"VariableSetStmt"})  # its rule accepts constants only: nothing left to walk
 ALTER_TABLE_WORDS = {
     "AT_SetTableSpace": "SET TABLESPACE", "AT_AlterColumnType": "ALTER COLUMN TYPE", "AT_DropColumn": "DROP COLUMN",
     "AT_SetAccessMethod": "SET ACCESS METHOD", "AT_GenericOptions": "OPTIONS", "AT_DetachPartition": "DETACH PARTITION",
@@ -67,16 +65,16 @@ ALTER_TABLE_WORDS = {
 def check(stmt: dict[str, Any], scope: Scope) -> Verdict:
     """Check one statement node ({"Kind": {...}}); raise Refusal, or return its verdict."""
     kind, node = unwrap(stmt)
-    what = words(kind, node) if scope.top else scope.what
     allowed = policy.ALLOWED_KINDS if scope.top else policy.BODY_KINDS
     if kind not in allowed:
         raise Refusal(words(kind, node) if scope.top else f"{scope.what} runs {words(kind, node)}")
-    scope = Scope(what, scope.text, scope.depth, scope.top)
+    if scope.top:
+        scope = Scope(words(kind, node), scope.text, scope.depth, scope.top)
     rule = RULES.get(kind)
     verdict = rule(node, scope) if rule else Verdict()
-    if not verdict.skipped and not (kind == "SelectStmt" and scope.top):
+    if not verdict.skipped and kind not in SELF_CHECKED and not (kind == "SelectStmt" and scope.top):
         walk(kind, node, scope)
-    return replace(verdict, kind=kind)
+    return Verdict(kind, verdict.skipped, verdict.relations, verdict.copy_table)
 
 
 def walk(kind: str, node: dict[str, Any], scope: Scope) -> None:

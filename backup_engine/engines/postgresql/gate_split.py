@@ -25,7 +25,7 @@ from pglast.parser import ParseError
 
 from backup_engine import errors
 from backup_engine.engines.postgresql.gate_copy import CopyData
-from backup_engine.engines.postgresql.gate_tree import TreeError, parse, unwrap
+from backup_engine.engines.postgresql.gate_tree import TreeError, load_json, parse, unwrap
 
 BLOCK_SIZE = 1 << 20
 SANITIZE = bytes(range(128)) + b"q" * 128  # non-ASCII bytes lex like letters; a `q` starts no special literal
@@ -33,6 +33,8 @@ END_OF_INPUT = "syntax error at end of input"
 BLANK = b" \t\r"
 RESTRICT_COMMANDS = ("\\restrict", "\\unrestrict")
 MESSAGE_CHARS = 160
+BATCH_BYTES = 1 << 16  # how much text one parse may take when statements end cleanly
+FAST_TRIES = 8  # parses up to successive `;` bytes before asking the scanner where the statement ends
 SKIPPED = object()  # a psql \restrict line was dropped: look again
 
 
@@ -63,6 +65,7 @@ class Splitter:
         self.prev_byte = b"\n"  # the byte before buf[0], for "at the start of a line"
         self.bytes_read = 0
         self.restrict_lines = 0
+        self.batch_resume = 0   # no batch before this buffer index (a failed try covered it)
 
     # --- reading ----------------------------------------------------------------------------------------
     def read_block(self) -> bool:
@@ -89,6 +92,7 @@ class Splitter:
         self.prev_byte = bytes(self.buf[keep - 1:keep])
         del self.buf[:keep]
         self.line_mark -= keep
+        self.batch_resume = max(0, self.batch_resume - keep)
         self.pos -= keep
         return keep
 
@@ -103,12 +107,25 @@ class Splitter:
         self.line_mark = index
         return self.line_no
 
+    def take(self, end: int) -> bytes:
+        """A copy of buf[pos:end] (one copy, not the two of bytes(bytearray slice))."""
+        with memoryview(self.buf) as view:
+            return view[self.pos:end].tobytes()
+
+    def text(self, start: int, end: int) -> str:
+        """buf[start:end] decoded straight from the buffer (no intermediate bytes copy)."""
+        with memoryview(self.buf) as view, view[start:end] as part:
+            return str(part, "utf-8")
+
     def find(self, needle: bytes, low: int, high: int) -> int:
         """Index of `needle` in buf[low:high] (reading as needed), or -1."""
         while True:
             found = self.buf.find(needle, low, high)
-            if found >= 0 or len(self.buf) >= high or not self.read_block():
+            if found >= 0 or len(self.buf) >= high:
                 return found
+            low = max(low, len(self.buf) - len(needle) + 1)  # a short read must not make this quadratic
+            if not self.read_block():
+                return -1
 
     def fill(self, high: int) -> int:
         """Read until the buffer reaches `high` or the stream ends; the end actually reached."""
@@ -123,79 +140,110 @@ class Splitter:
             found = self.next_statements()
             if found is None:
                 return
-            text, statements = found
+            end, statements = found
             base = self.pos
             for index, statement in enumerate(statements):
+                statements[index] = {}  # each tree is freed once checked
                 start = statement.get("stmt_location", 0)
-                length = statement.get("stmt_len") or len(text) - start
-                piece = Piece(self.line_at(base + start), text[start:start + length].decode("utf-8"), statement["stmt"])
+                length = statement.get("stmt_len") or end - base - start
+                piece = Piece(self.line_at(base + start), self.text(base + start, base + start + length),
+                              statement["stmt"])
+                del statement
                 self.pos = base + start + length + 1
-                if _copy_from_stdin(piece.stmt):
-                    if index != len(statements) - 1:
-                        raise refused(piece.line, "a statement after COPY ... FROM stdin on its line")
+                if _copy_from_stdin(piece.stmt):  # what a batch parsed after it was data: dropped
                     piece.copy_data = self.start_copy(piece.line)
                     yield piece
                     piece.copy_data.drain()
                     break
                 yield piece
 
-    def next_statements(self) -> tuple[bytes, list[dict[str, Any]]] | None:
-        """The text from pos to the end of the next statement, and its parse; None at the end."""
+    def next_statements(self) -> tuple[int, list[dict[str, Any]]] | None:
+        """Where the next statement(s) end (buffer index) and their parse; None at the end."""
         while True:
             found = self.next_once()
             if found is not SKIPPED:
                 return found
 
     def next_once(self) -> Any:
-        semicolon = self.find(b";", self.pos, self.pos + self.limit + 1)
-        if semicolon < 0:
-            return self.final_statements()
-        text = bytes(self.buf[self.pos:semicolon + 1])
-        outcome, result = self.attempt(text)
-        if outcome != "incomplete":
-            return (text, result) if outcome == "complete" else SKIPPED
-        end = self.first_terminator(2 * len(text))
+        batch = self.batch()
+        if batch is not None:
+            return batch
+        semicolon = self.pos - 1
+        for _ in range(FAST_TRIES):  # pg_dump's "-- Name: x; Type: TABLE; ..." comments hold `;` too
+            semicolon = self.find(b";", semicolon + 1, self.pos + self.limit + 1)
+            if semicolon < 0:
+                return self.final_statements()
+            outcome, result = self.attempt(semicolon + 1)
+            if outcome != "incomplete":
+                return (semicolon + 1, result) if outcome == "complete" else SKIPPED
+        end = self.first_terminator(2 * (semicolon + 1 - self.pos))
         if end is None:
             return self.final_statements()
-        text = bytes(self.buf[self.pos:end + 1])
-        outcome, result = self.attempt(text)
+        outcome, result = self.attempt(end + 1)
         if outcome == "incomplete":  # a `;` inside BEGIN ATOMIC ... END
-            end = self.atomic_end(2 * len(text))
+            end = self.atomic_end(2 * (end + 1 - self.pos))
             if end is None:
                 return self.final_statements()
-            text = bytes(self.buf[self.pos:end + 1])
-            outcome, result = self.attempt(text, final=True)
+            outcome, result = self.attempt(end + 1, final=True)
         if outcome == "incomplete":
-            self.refuse_incomplete(text, result)
-        return (text, result) if outcome == "complete" else SKIPPED
+            self.refuse_incomplete(end + 1, result)
+        return (end + 1, result) if outcome == "complete" else SKIPPED
+
+    def batch(self) -> tuple[int, list[dict[str, Any]]] | None:
+        """Many statements in one parse, up to the last `;` in the next BATCH_BYTES: most
+        of a dump goes this way. Anything unusual (a literal open at the cut, COPY data the parser
+        cannot read, a psql line, bad UTF-8) returns None, or the part before it, and the careful
+        path takes over. What follows a COPY statement in a batch is discarded by pieces()."""
+        if self.pos < self.batch_resume:
+            return None  # the last try covered this text: each byte is tried in one batch at most
+        high = self.fill(self.pos + BATCH_BYTES)
+        self.batch_resume = high
+        end = self.buf.rfind(b";", self.pos, high)
+        for _ in range(2):
+            if end < 0:
+                return None
+            try:
+                decoded = self.text(self.pos, end + 1)
+                statements = parse(decoded)
+            except (UnicodeDecodeError, TreeError):
+                return None
+            except ParseError as exc:  # cut before the error (or the literal left open) and try once more
+                where = exc.args[1]
+                if where is None:
+                    return None
+                end = self.buf.rfind(b";", self.pos, self.pos + len(decoded[:where].encode("utf-8")))
+                continue
+            if not statements or not statements[-1].get("stmt_len") or any(
+                    statement.get("stmt_len", 0) > self.limit for statement in statements):
+                return None
+            self.batch_resume = 0
+            return end + 1, statements
+        return None
 
     def final_statements(self) -> Any:
         """What is left when no `;` follows: comments, a last statement without `;`, or a refusal."""
         end = self.fill(self.pos + self.limit + 2)
         if not self.eof or end - self.pos > self.limit:
             raise self.too_long()
-        text = bytes(self.buf[self.pos:end])
-        outcome, result = self.attempt(text, final=True)
+        outcome, result = self.attempt(end, final=True)
         if outcome == "skipped":
             return SKIPPED
         if outcome != "complete":
-            self.refuse_incomplete(text, result)
+            self.refuse_incomplete(end, result)
         if not result:
             self.pos = end
             return None
-        return text, result
+        return end, result
 
-    def attempt(self, text: bytes, final: bool = False) -> tuple[str, Any]:
-        """Parse `text`: ("complete", statements) when it ends a statement, ("incomplete", error)
+    def attempt(self, end: int, final: bool = False) -> tuple[str, Any]:
+        """Parse buf[pos:end]: ("complete", statements) when it ends a statement, ("incomplete", error)
         when more text could finish it, ("skipped", None) after a psql \\restrict line; else refuse."""
         try:
-            decoded = text.decode("utf-8")
+            decoded = self.text(self.pos, end)
         except UnicodeDecodeError as exc:
             raise refused(self.line_at(self.pos + exc.start), "text that is not valid UTF-8") from exc
         try:
-            statements = parse(decoded)
-        except TreeError as exc:
-            raise refused(self.line_at(self.pos), f"a statement {exc}") from exc
+            tree = parser.parse_sql_json(decoded)
         except ParseError as exc:
             message = str(exc.args[0])
             if message.startswith("unterminated") or message == END_OF_INPUT:
@@ -203,6 +251,12 @@ class Splitter:
             if self.restrict_line(decoded, exc.args[1]):
                 return "skipped", None
             raise self.parse_refusal(decoded, exc) from exc
+        del decoded  # a huge statement is held as few times as possible
+        try:
+            statements = load_json(tree).get("stmts", [])
+        except TreeError as exc:
+            raise refused(self.first_line(), f"a statement {exc}") from exc
+        del tree
         if statements and not statements[-1].get("stmt_len") and not final:
             return "incomplete", None  # the last `;` was in a comment
         if not statements and not final:
@@ -210,19 +264,21 @@ class Splitter:
         return "complete", statements
 
     def parse_refusal(self, decoded: str, exc: ParseError) -> errors.UploadRefused:
-        where = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else 0
+        where = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else None
+        if where is None:
+            return refused(self.first_line(), " ".join(str(exc.args[0]).split())[:MESSAGE_CHARS])
         line = self.line_at(self.pos + len(decoded[:where].encode("utf-8")))
         if decoded[where:where + 1] == "\\":
             command = decoded[where:].split(maxsplit=1)[0][:30]
             return refused(line, f"psql meta-command {command}")
         return refused(line, " ".join(str(exc.args[0]).split())[:MESSAGE_CHARS])
 
-    def refuse_incomplete(self, text: bytes, error: Any) -> None:
-        if self.eof and self.pos + len(text) >= len(self.buf):
+    def refuse_incomplete(self, end: int, error: Any) -> None:
+        if self.eof and end >= len(self.buf):
             raise refused(self.first_line(), "the upload ends inside a statement, string or comment"
                                                        " (truncated?)")
         if isinstance(error, ParseError):
-            raise self.parse_refusal(text.decode("utf-8"), error)
+            raise self.parse_refusal(self.text(self.pos, end), error)
         raise refused(self.line_at(self.pos), "a statement that does not end")
 
     def restrict_line(self, decoded: str, where: int | None) -> bool:
@@ -257,7 +313,7 @@ class Splitter:
         high = self.pos + min(2 * want, self.limit + 2)
         semicolon = self.find(b";", self.pos + want, high)
         end = semicolon + 1 if semicolon >= 0 else self.fill(high)
-        return bytes(self.buf[self.pos:end]).translate(SANITIZE).decode("ascii"), self.eof and end >= len(self.buf)
+        return self.take(end).translate(SANITIZE).decode("ascii"), self.eof and end >= len(self.buf)
 
     def first_terminator(self, want: int) -> int | None:
         """Buffer index of the first `;` token that ends a statement (by the scanner), or None at the end."""
@@ -325,7 +381,7 @@ class Splitter:
 
     def first_line(self) -> int:
         """Line of the first byte after pos that is not blank (where the open statement starts)."""
-        head = bytes(self.buf[self.pos:self.pos + BLOCK_SIZE])
+        head = self.take(self.pos + BLOCK_SIZE)
         return self.line_at(self.pos + len(head) - len(head.lstrip(b" \t\r\n")))
 
     # --- COPY data --------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ characters; the JSON keeps byte offsets and costs the parser's time only.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -21,8 +23,15 @@ from pglast import ast, parser
 
 WRAPPED_TYPES = frozenset({"Node*", "List*", "Expr*"})
 SKIPPED_TYPES = frozenset({"Bitmapset*", "char*"})
+LOCATION_FIELDS = frozenset(slot for name in dir(ast) if isinstance(getattr(ast, name), type)
+                            and isinstance(getattr(getattr(ast, name), "__slots__", None), dict)
+                            for slot, info in getattr(ast, name).__slots__.items() if info.c_type == "ParseLoc")
 NODE_NAMES = frozenset(name for name in dir(ast) if isinstance(getattr(ast, name), type)
                        and issubclass(getattr(ast, name), ast.Node) and name not in ("Node", "Expr"))
+
+
+# Constants: no node inside, nothing to check (skipping them keeps big VALUES lists cheap).
+LEAVES = frozenset({"A_Const", "String", "Integer", "Float", "Boolean", "BitString", "A_Star"})
 
 
 class TreeError(Exception):
@@ -50,46 +59,42 @@ def plan(kind: str) -> tuple[frozenset[str], tuple[tuple[str, str | None], ...]]
 def nodes(kind: str, fields: dict[str, Any], skip: frozenset[tuple[str, str]] = frozenset()
           ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every node under (and including) one node, depth first, as (type, fields).
-    `skip` names (type, key) fields not to descend into (a function's body, checked on its own)."""
-    stack: list[tuple[str, dict[str, Any]]] = [(kind, fields)]
+    `skip` names (type, key) fields not to descend into (a function's body, checked on its own).
+    The stack holds typed nodes as (type, fields) and wrapped values as ("", value)."""
+    stack: list[tuple[str, Any]] = [(kind, fields)]
+    pop, push = stack.pop, stack.append
     while stack:
-        kind, fields = stack.pop()
+        kind, fields = pop()
+        if not kind:  # a wrapped node, a list of them, or a NULL element (DISTINCT without ON)
+            if type(fields) is list:
+                for item in fields:  # constants are most of a big VALUES list: drop them here
+                    if type(item) is not dict or len(item) != 1 or LEAVES.isdisjoint(item):
+                        push(("", item))
+                continue
+            if type(fields) is not dict or len(fields) > 1:
+                raise TreeError("malformed node")
+            for name, inner in fields.items():
+                if name == "List":
+                    push(("", inner.get("items", [])))
+                elif name not in LEAVES:
+                    if name not in NODE_NAMES or type(inner) is not dict:
+                        raise TreeError(f"unknown node {name[:40]}")
+                    push((name, inner))
+            continue
         keys, children = plan(kind)
         if not keys.issuperset(fields):
             raise TreeError(f"unknown field in {kind}: {sorted(set(fields) - keys)[:3]}")
         yield kind, fields
         for key, bare in children:
             value = fields.get(key)
-            if value is None or (kind, key) in skip:
+            if value is None or (skip and (kind, key) in skip):
                 continue
             if bare is None:
-                _push_wrapped(stack, value)
-            elif isinstance(value, dict):
-                stack.append((bare, value))
+                push(("", value))
+            elif type(value) is dict:
+                push((bare, value))
             else:
                 raise TreeError(f"unexpected value in {kind}.{key}")
-
-
-def _push_wrapped(stack: list[tuple[str, dict[str, Any]]], value: Any) -> None:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, dict):
-            if not item:
-                continue  # a NULL element (e.g. DISTINCT without ON)
-            if len(item) != 1:
-                raise TreeError("malformed node")
-            (name, inner), = item.items()
-            if name == "List":
-                pending.append(inner.get("items", []))
-            elif name in NODE_NAMES and isinstance(inner, dict):
-                stack.append((name, inner))
-            else:
-                raise TreeError(f"unknown node {name[:40]}")
-        else:
-            raise TreeError("malformed node list")
 
 
 def unwrap(node: Any) -> tuple[str, dict[str, Any]]:
@@ -143,14 +148,33 @@ def constant(node: Any) -> str | None:
 def parse(text: str, without_locations: bool = False) -> list[dict[str, Any]]:
     """The statements of `text` as libpg_query writes them ({"stmt", "stmt_location", "stmt_len"}).
     Raises pglast's ParseError, or TreeError when the tree nests deeper than Python can read."""
+    return load_json(parser.parse_sql_json(text), _drop_locations if without_locations else None).get("stmts", [])
+
+
+def load_json(text: str, hook: Any = None) -> Any:
+    """json.loads of a parse tree; RecursionError becomes TreeError."""
+    with paused_gc():
+        try:
+            return json.loads(text, object_hook=hook)
+        except RecursionError as exc:
+            raise TreeError("nested too deeply") from exc
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection inside: parse trees have no cycles and are freed by reference
+    counting, while on a big statement the collector's passes over millions of fresh dicts cost
+    more than parsing and checking them (the previous state is restored on the way out)."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        hook = _drop_locations if without_locations else None
-        return json.loads(parser.parse_sql_json(text), object_hook=hook).get("stmts", [])
-    except RecursionError as exc:
-        raise TreeError("nested too deeply") from exc
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _drop_locations(node: dict[str, Any]) -> dict[str, Any]:
-    for key in ("location", "stmt_location", "stmt_len", "arg_location"):
-        node.pop(key, None)
+    for key in LOCATION_FIELDS.intersection(node):
+        del node[key]
     return node
