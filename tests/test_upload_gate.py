@@ -168,11 +168,72 @@ def test_psql_restrict_lines_are_dropped_only_between_statements():
     assert "psql meta-command \\restrict" in str(refusal(b"SET lock_timeout =\n\\restrict k\n0;\n"))
 
 
+def test_copy_edge_cases_crlf_end_of_file_and_rows_longer_than_the_statement_limit():
+    crlf = b"SET lock_timeout = 0;\r\nCOPY public.t (a) FROM stdin;\r\nx\r\ny\r\n\\.\r\nSET lock_timeout = 0;\r\n"
+    assert check_upload(io.BytesIO(crlf)).table_rows == {"public.t": 2}
+    assert check_upload(io.BytesIO(b"COPY public.t (a) FROM stdin;\nx\n\\.")).table_rows == {"public.t": 1}
+    row = b"1\t" + b"\\x" + b"ab" * 1_500_000 + b"\n"
+    upload = b"COPY public.t (a, b) FROM stdin;\n" + row * 2 + b"\\.\nSET lock_timeout = 0;\n"
+    statements = gate_statements(io.BytesIO(upload), GateLimits(1 << 20))
+    copy = next(statements)
+    assert copy.copy_data.read() == row * 2 and copy.copy_rows == 2
+    assert next(statements).kind == "VariableSetStmt"
+
+
+def test_ownership_and_privileges_are_skipped_and_relations_estimated():
+    upload = (b"CREATE TABLE public.t (id integer PRIMARY KEY, u text UNIQUE);\n"
+              b"ALTER TABLE public.t OWNER TO someone;\nALTER FUNCTION public.f() OWNER TO someone;\n"
+              b"GRANT SELECT ON TABLE public.t TO reader;\nREVOKE ALL ON SCHEMA public FROM PUBLIC;\n"
+              b"CREATE SEQUENCE public.s;\nCREATE INDEX t_u ON public.t (u);\nCREATE VIEW public.v AS SELECT 1;\n"
+              b"ALTER TABLE ONLY public.t ADD CONSTRAINT t_u2 UNIQUE (u);\n")
+    skipped = [(s.kind, s.skipped) for s in gate_statements(io.BytesIO(upload))]
+    assert skipped == [("CreateStmt", False), ("AlterTableStmt", True), ("AlterOwnerStmt", True),
+                       ("GrantStmt", True), ("GrantStmt", True), ("CreateSeqStmt", False), ("IndexStmt", False),
+                       ("ViewStmt", False), ("AlterTableStmt", False)]
+    report = check_upload(io.BytesIO(upload))
+    assert report.skipped == 4 and report.relations == 3 + 1 + 1 + 1 + 1
+
+
 def test_a_last_statement_without_semicolon_and_trailing_comments_pass():
     report = check_upload(io.BytesIO(b"SET lock_timeout = 0;\nSET statement_timeout = 0\n-- end; of dump\n"))
     assert report.statements == 2
     assert check_upload(io.BytesIO(b"")).statements == 0
     assert check_upload(io.BytesIO(b"-- only; comments\n/* ; */\n")).statements == 0
+
+
+STATEMENTS = [
+    "SET lock_timeout = 0", "COMMENT ON TABLE public.t IS 'a;b'", "COMMENT ON TABLE public.t IS $$x;\ny$$",
+    "COMMENT ON TABLE public.t IS $é$;'$é$", "COMMENT ON TABLE public.t IS E'it\\'s;'",
+    "CREATE TABLE public.t (a text DEFAULT ';--', b text DEFAULT U&'\\0041;')",
+    "CREATE FUNCTION public.f() RETURNS integer LANGUAGE sql\nBEGIN ATOMIC\n SELECT 1;\n"
+    " SELECT CASE WHEN true THEN 2 END;\nEND",
+    "CREATE VIEW public.v AS SELECT 1 /* ; */ AS a", "SELECT pg_catalog.setval('public.s', 1)",
+    "CREATE FUNCTION public.g() RETURNS integer LANGUAGE plpgsql AS $b$ BEGIN RETURN 1; END $b$",
+]
+SEPARATORS = [";\n", "; ", ";", ";\r\n", ";\n-- c; d\n", ";/* ; */", ";\n\n", ";\n/* multi\n;line */\n"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(parts=st.lists(st.tuples(st.sampled_from(STATEMENTS), st.sampled_from(SEPARATORS)), max_size=25),
+       last=st.sampled_from(["", "\n-- end", "SET lock_timeout = 0"]), step=st.sampled_from([None, 1, 7, 64]),
+       batch=st.booleans())
+def test_the_split_is_the_servers_split(parts, last, step, batch):
+    """Without COPY data, the gate yields exactly the statements PostgreSQL's parser finds in the whole
+    text, at the same lines, however the stream is cut and whether or not statements are batched."""
+    from pglast import parser
+
+    from backup_engine.engines.postgresql import gate_split
+
+    text = ("-- head;\n" + "".join(statement + separator for statement, separator in parts) + last).encode()
+    expected = []
+    for found in json.loads(parser.parse_sql_json(text.decode()))["stmts"]:
+        start = found.get("stmt_location", 0)
+        end = start + (found.get("stmt_len") or len(text) - start)
+        expected.append((text[:start].count(b"\n") + 1, text[start:end].decode()))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gate_split, "BATCH_BYTES", gate_split.BATCH_BYTES if batch else 0)
+        stream = Trickle(text, step) if step else io.BytesIO(text)
+        assert [(s.line, s.sql) for s in gate_statements(stream)] == expected
 
 
 # --- real pg_dump output ----------------------------------------------------------------------------------
@@ -288,18 +349,21 @@ def test_generated_scripts_pass_when_clean_and_are_refused_at_the_spliced_statem
     segments: list[tuple[bytes, HostileFile | None]] = [(piece, None) for piece in chosen]
     for position, hostile in spliced:
         segments.insert(min(position, len(segments)), (hostile.body, hostile))
-    script, first = b"", None
+    script, placed = b"", []
     for text, hostile in segments:
         script += data.draw(st.sampled_from(DECORATIONS))
-        if hostile is not None and first is None:
-            first = (hostile, script.count(b"\n") + 1, script.count(b"\n") + 1 + text.count(b"\n"))
+        if hostile is not None:
+            placed.append((hostile, script.count(b"\n") + 1, script.count(b"\n") + 1 + text.count(b"\n")))
         script += text
-    if first is None:
+    if not placed:
         report = check_upload(io.BytesIO(script))
         assert report.statements == len(chosen)
         return
-    hostile, start, end = first
     refused = refusal(script)
+    # The first hostile statement is refused, unless a NUL byte further on was read first: a block
+    # of input holding one is refused as soon as it is read, before any statement in it is parsed.
+    nul_bearing = [entry for entry in placed if b"\x00" in entry[0].body]
+    hostile, start, end = next((entry for entry in nul_bearing if entry[1] <= refused.line <= entry[2]), placed[0])
     assert hostile.expect in str(refused), (hostile.name, str(refused))
     assert start <= refused.line <= end, (hostile.name, str(refused), start, end)
 

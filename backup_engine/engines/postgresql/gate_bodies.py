@@ -16,10 +16,10 @@ from pglast import parser
 from pglast.parser import ParseError
 
 from backup_engine.engines.postgresql import gate_policy as policy
+from backup_engine.engines.postgresql.gate_buffer import SANITIZE
 from backup_engine.engines.postgresql.gate_rules import Refusal, Scope, check, check_setting, refuse_function
 from backup_engine.engines.postgresql.gate_tree import TreeError, items, load_json, parse, strings, unwrap
 
-SANITIZE = bytes(range(128)) + b"q" * 128  # every non-ASCII byte becomes a letter: same tokens, ASCII offsets
 ASSIGNMENT_TOKENS = frozenset({"COLON_EQUALS", "ASCII_61"})
 OPENING, CLOSING = frozenset({"ASCII_40", "ASCII_91"}), frozenset({"ASCII_41", "ASCII_93"})
 TRANSACTION_CONTROL = frozenset({"PLpgSQL_stmt_commit", "PLpgSQL_stmt_rollback"})

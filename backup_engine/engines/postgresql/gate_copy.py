@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from backup_engine import errors
 
 if TYPE_CHECKING:
-    from backup_engine.engines.postgresql.gate_split import Splitter
+    from backup_engine.engines.postgresql.gate_buffer import UploadBuffer
 
 TERMINATOR_PREFIXES = (b"", b"\\", b"\\.", b"\\.\r")  # a partial last line that may still become `\.`
 READ_SIZE = 1 << 20
@@ -24,7 +24,7 @@ READ_SIZE = 1 << 20
 class CopyData:
     """read(n)/readline() over the data lines, never past the `\\.` line; `copy_rows` when done."""
 
-    def __init__(self, splitter: Splitter, line: int, decoder: codecs.IncrementalDecoder) -> None:
+    def __init__(self, splitter: UploadBuffer, line: int, decoder: codecs.IncrementalDecoder) -> None:
         self.splitter = splitter
         self.line = line
         self.decoder = decoder

@@ -172,7 +172,7 @@ def _select(node: dict[str, Any], scope: Scope) -> Verdict:
     parts = strings(call.get("funcname")) if call_kind == "FuncCall" else None
     plain = set(node) <= {"targetList", "limitOption", "op"} and node.get("op") == "SETOP_NONE" and (
         set(call) <= {"funcname", "args", "funcformat", "location"}) and not unwrap(targets[0])[1].get("name")
-    name = parts[-1] if parts and len(parts) <= 2 and parts[0] in ("pg_catalog", parts[-1]) else None
+    name = parts[1] if parts and len(parts) == 2 and parts[0] == "pg_catalog" else None  # as pg_dump writes them
     values = [constant(argument) for argument in call.get("args", [])]
     if plain and name == "setval" and len(values) in (2, 3) and None not in values:
         return Verdict()
@@ -235,10 +235,11 @@ def _extension(node: dict[str, Any], scope: Scope) -> Verdict:
 
 
 def _object_type(field: str, allowed: frozenset[str] | None = None, skipped: bool = False):
-    """A rule on the object type a statement acts on: never objects outside the database."""
+    """A rule on the object type a statement acts on: never objects outside the database (a
+    language's owner or grants may only be skipped)."""
     def rule(node: dict[str, Any], scope: Scope) -> Verdict:
         objtype = node.get(field, "")
-        if objtype in policy.FOREIGN_OBJECTS or objtype in policy.LANGUAGE_OBJECTS or (
+        if objtype in policy.FOREIGN_OBJECTS or (objtype in policy.LANGUAGE_OBJECTS and not skipped) or (
                 allowed is not None and objtype not in allowed):
             raise Refusal(scope.what)
         return Verdict(skipped=skipped)

@@ -18,17 +18,16 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 from pglast import parser
 from pglast.parser import ParseError
 
 from backup_engine import errors
+from backup_engine.engines.postgresql.gate_buffer import SANITIZE, UploadBuffer, refused, scan_quietly
 from backup_engine.engines.postgresql.gate_copy import CopyData
 from backup_engine.engines.postgresql.gate_tree import TreeError, load_json, parse, unwrap
 
-BLOCK_SIZE = 1 << 20
-SANITIZE = bytes(range(128)) + b"q" * 128  # non-ASCII bytes lex like letters; a `q` starts no special literal
 END_OF_INPUT = "syntax error at end of input"
 BLANK = b" \t\r"
 RESTRICT_COMMANDS = ("\\restrict", "\\unrestrict")
@@ -36,11 +35,6 @@ MESSAGE_CHARS = 160
 BATCH_BYTES = 1 << 16  # how much text one parse may take when statements end cleanly
 FAST_TRIES = 8  # parses up to successive `;` bytes before asking the scanner where the statement ends
 SKIPPED = object()  # a psql \restrict line was dropped: look again
-
-
-def refused(line: int, what: str) -> errors.UploadRefused:
-    """The refusal for an upload that cannot be split at `line`."""
-    return errors.UploadRefused.at(line, what)
 
 
 @dataclass
@@ -53,85 +47,8 @@ class Piece:
     copy_data: CopyData | None = None
 
 
-class Splitter:
+class Splitter(UploadBuffer):
     """Statements of one upload stream, in order (iterate `pieces()` once)."""
-
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
-        self.stream, self.limit = stream, limit
-        self.buf = bytearray()
-        self.pos = 0            # next unconsumed byte
-        self.eof = False
-        self.line_no, self.line_mark = 1, 0  # line number at buffer index line_mark
-        self.prev_byte = b"\n"  # the byte before buf[0], for "at the start of a line"
-        self.bytes_read = 0
-        self.restrict_lines = 0
-        self.batch_resume = 0   # no batch before this buffer index (a failed try covered it)
-
-    # --- reading ----------------------------------------------------------------------------------------
-    def read_block(self) -> bool:
-        """Append one block from the stream; False at its end. NUL bytes are refused on sight."""
-        if self.eof:
-            return False
-        block = self.stream.read(BLOCK_SIZE)
-        if not block:
-            self.eof = True
-            return False
-        nul = block.find(b"\x00")
-        if nul >= 0:
-            raise refused(self.line_at(len(self.buf) + nul, extend=block), "a NUL byte (not SQL text)")
-        self.buf += block
-        self.bytes_read += len(block)
-        return True
-
-    def compact_to(self, keep: int) -> int:
-        """Drop the bytes before `keep` once they are most of the buffer (amortised O(1) per byte);
-        returns by how much buffer indices moved down."""
-        if keep <= BLOCK_SIZE or keep * 2 <= len(self.buf):
-            return 0
-        self.line_at(keep)
-        self.prev_byte = bytes(self.buf[keep - 1:keep])
-        del self.buf[:keep]
-        self.line_mark -= keep
-        self.batch_resume = max(0, self.batch_resume - keep)
-        self.pos -= keep
-        return keep
-
-    def line_at(self, index: int, extend: bytes = b"") -> int:
-        """1-based line of buffer index `index` (moving forward is O(distance))."""
-        if extend:
-            return self.line_no + self.buf.count(b"\n", self.line_mark) + extend.count(b"\n", 0, index - len(self.buf))
-        if index >= self.line_mark:
-            self.line_no += self.buf.count(b"\n", self.line_mark, index)
-        else:
-            self.line_no -= self.buf.count(b"\n", index, self.line_mark)
-        self.line_mark = index
-        return self.line_no
-
-    def take(self, end: int) -> bytes:
-        """A copy of buf[pos:end] (one copy, not the two of bytes(bytearray slice))."""
-        with memoryview(self.buf) as view:
-            return view[self.pos:end].tobytes()
-
-    def text(self, start: int, end: int) -> str:
-        """buf[start:end] decoded straight from the buffer (no intermediate bytes copy)."""
-        with memoryview(self.buf) as view, view[start:end] as part:
-            return str(part, "utf-8")
-
-    def find(self, needle: bytes, low: int, high: int) -> int:
-        """Index of `needle` in buf[low:high] (reading as needed), or -1."""
-        while True:
-            found = self.buf.find(needle, low, high)
-            if found >= 0 or len(self.buf) >= high:
-                return found
-            low = max(low, len(self.buf) - len(needle) + 1)  # a short read must not make this quadratic
-            if not self.read_block():
-                return -1
-
-    def fill(self, high: int) -> int:
-        """Read until the buffer reaches `high` or the stream ends; the end actually reached."""
-        while len(self.buf) < high and self.read_block():
-            pass
-        return min(high, len(self.buf))
 
     # --- statements -------------------------------------------------------------------------------------
     def pieces(self) -> Iterator[Piece]:
@@ -347,7 +264,7 @@ class Splitter:
                 tokens = parser.scan(text)
             except ParseError as exc:
                 lexer_error = None if str(exc.args[0]).startswith("unterminated") else exc
-                tokens = _scan_quietly(text[:exc.args[1] or 0])
+                tokens = scan_quietly(text[:exc.args[1] or 0])
             depth = parens = 0
             previous = ""
             for token in tokens:
@@ -372,18 +289,6 @@ class Splitter:
             self.check_length(len(text))
             want = 2 * len(text)
 
-    def check_length(self, length: int) -> None:
-        if length > self.limit:
-            raise self.too_long()
-
-    def too_long(self) -> errors.UploadRefused:
-        return refused(self.first_line(), f"a statement longer than {self.limit} bytes (max_statement_bytes)")
-
-    def first_line(self) -> int:
-        """Line of the first byte after pos that is not blank (where the open statement starts)."""
-        head = self.take(self.pos + BLOCK_SIZE)
-        return self.line_at(self.pos + len(head) - len(head.lstrip(b" \t\r\n")))
-
     # --- COPY data --------------------------------------------------------------------------------------
     def start_copy(self, line: int) -> CopyData:
         """After COPY ... FROM stdin; only blanks may follow on its line, then the data starts."""
@@ -407,9 +312,3 @@ def _split_quietly(text: str) -> tuple[slice, ...]:
     except ParseError:
         return ()
 
-
-def _scan_quietly(text: str) -> list[Any]:
-    try:
-        return parser.scan(text)
-    except ParseError:
-        return []

@@ -39,21 +39,22 @@ class TreeError(Exception):
 
 
 @cache
-def plan(kind: str) -> tuple[frozenset[str], tuple[tuple[str, str | None], ...]]:
-    """For a node type: the keys it may have, and its node-bearing fields as (key, bare type or None)."""
+def plan(kind: str) -> tuple[frozenset[str], dict[str, str]]:
+    """For a node type: the keys it may have, and its node-bearing fields as {key: bare type, or ""
+    for a wrapped node or list}."""
     slots = getattr(ast, kind).__slots__
-    keys, fields = set(), []
+    keys, fields = set(), {}
     for slot, info in (slots.items() if isinstance(slots, dict) else ()):
         key = slot[:-1] if slot.endswith("_") else slot
         keys.add(key)
         ctype = info.c_type
         if ctype in WRAPPED_TYPES:
-            fields.append((key, None))
+            fields[key] = ""
         elif ctype.endswith("*") and ctype not in SKIPPED_TYPES and ctype[:-1] in NODE_NAMES:
-            fields.append((key, ctype[:-1]))
+            fields[key] = ctype[:-1]
     if kind == "A_Const":  # its value is written as one of these keys, holding a bare value node
         keys |= {"ival", "fval", "boolval", "sval", "bsval", "location"}
-    return frozenset(keys), tuple(fields)
+    return frozenset(keys), fields
 
 
 def nodes(kind: str, fields: dict[str, Any], skip: frozenset[tuple[str, str]] = frozenset()
@@ -85,11 +86,11 @@ def nodes(kind: str, fields: dict[str, Any], skip: frozenset[tuple[str, str]] = 
         if not keys.issuperset(fields):
             raise TreeError(f"unknown field in {kind}: {sorted(set(fields) - keys)[:3]}")
         yield kind, fields
-        for key, bare in children:
-            value = fields.get(key)
-            if value is None or (skip and (kind, key) in skip):
+        for key, value in fields.items():  # libpg_query leaves empty fields out: few keys per node
+            bare = children.get(key)
+            if bare is None or value is None or (skip and (kind, key) in skip):
                 continue
-            if bare is None:
+            if not bare:
                 push(("", value))
             elif type(value) is dict:
                 push((bare, value))
