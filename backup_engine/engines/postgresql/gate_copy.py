@@ -47,25 +47,29 @@ class CopyData:
             if self.finish():
                 return b""
             self.more()
-        end = min(self.data_end, splitter.pos + size)
-        chunk = bytes(splitter.buf[splitter.pos:end])
-        splitter.pos = end
-        return chunk
+        return self.take(min(self.data_end, splitter.pos + size))
 
     def readline(self, size: int | None = -1) -> bytes:
         splitter = self.splitter
+        scanned = splitter.pos  # a long line is searched once over, not once per block
         while True:
-            newline = splitter.buf.find(b"\n", splitter.pos, self.data_end)
-            if newline >= 0 or (splitter.pos < self.data_end and self.terminator_end is not None):
+            newline = splitter.buf.find(b"\n", scanned, self.data_end)
+            limit = splitter.pos + size if size is not None and size >= 0 else None
+            if newline >= 0 or (splitter.pos < self.data_end and self.terminator_end is not None) or (
+                    limit is not None and limit <= self.data_end):
                 end = newline + 1 if newline >= 0 else self.data_end
-                if size is not None and size >= 0:
-                    end = min(end, splitter.pos + size)
-                chunk = bytes(splitter.buf[splitter.pos:end])
-                splitter.pos = end
-                return chunk
+                return self.take(end if limit is None else min(end, limit))
             if self.finish():
                 return b""
-            self.more()
+            scanned = max(splitter.pos, self.data_end) - self.more()
+
+    def take(self, end: int) -> bytes:
+        """The data up to `end`, consumed (one copy)."""
+        splitter = self.splitter
+        with memoryview(splitter.buf) as view:
+            chunk = view[splitter.pos:end].tobytes()
+        splitter.pos = end
+        return chunk
 
     def drain(self) -> None:
         """Skip what the caller did not read (still counted and checked), up to the `\\.` line."""
@@ -84,8 +88,9 @@ class CopyData:
             self.done = True
         return self.done
 
-    def more(self) -> None:
-        """Read another block (dropping consumed bytes first) and confirm what it holds."""
+    def more(self) -> int:
+        """Read another block (dropping consumed bytes first) and confirm what it holds; returns by
+        how much buffer indices moved down."""
         splitter = self.splitter
         keep = min(splitter.pos, self.search_from)
         shift = splitter.compact_to(keep)
@@ -93,13 +98,14 @@ class CopyData:
         self.search_from -= shift
         if splitter.read_block():
             self.confirm()
-            return
+            return shift
         tail = bytes(splitter.buf[self.data_end:])
         if tail in (b"\\.", b"\\.\r") and splitter.buf[self.data_end - 1:self.data_end] == b"\n":
             self.terminator_end = len(splitter.buf)  # `\.` as the very last line, without a newline
         else:
             self.refuse(len(splitter.buf), "the upload ends inside COPY data (no \\. line)")
         self.check_text(b"", final=True)
+        return shift
 
     def confirm(self) -> None:
         """Extend the confirmed data as far as the buffer allows, stopping at the `\\.` line."""

@@ -31,6 +31,7 @@ from backup_engine.engines.postgresql.gate_tree import TreeError, load_json, par
 END_OF_INPUT = "syntax error at end of input"
 BLANK = b" \t\r"
 RESTRICT_COMMANDS = ("\\restrict", "\\unrestrict")
+MAX_RESTRICT_LINES = 2
 MESSAGE_CHARS = 160
 BATCH_BYTES = 1 << 16  # how much text one parse may take when statements end cleanly
 FAST_TRIES = 8  # parses up to successive `;` bytes before asking the scanner where the statement ends
@@ -199,8 +200,9 @@ class Splitter(UploadBuffer):
         raise refused(self.line_at(self.pos), "a statement that does not end")
 
     def restrict_line(self, decoded: str, where: int | None) -> bool:
-        """A `\\restrict KEY` / `\\unrestrict KEY` line (pg_dump 17.6+) between statements: drop it."""
-        if where is None or decoded[where:where + 1] != "\\":
+        """A `\\restrict KEY` / `\\unrestrict KEY` line (pg_dump 17.6+) between statements: drop it.
+        pg_dump writes one of each; a third is refused (and each costs a parse of what follows)."""
+        if where is None or decoded[where:where + 1] != "\\" or self.restrict_lines >= MAX_RESTRICT_LINES:
             return False
         newline = decoded.find("\n", where)
         words = decoded[where:newline if newline >= 0 else len(decoded)].split()
