@@ -1,4 +1,4 @@
--- expect: CREATE FUNCTION uses pg_settings
+-- expect: CREATE FUNCTION writes to pg_settings
 --
 -- PostgreSQL database dump
 --

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from backup_engine.engines.postgresql import gate_policy as policy
+from backup_engine.engines.postgresql.gate_targets import SYSTEM_SCHEMAS, TARGET_KINDS, system_first, system_target
 from backup_engine.engines.postgresql.gate_tree import TreeError, constant, nodes, strings, unwrap
 from backup_engine.engines.postgresql.gate_words import OBJECT_WORDS, qualified, words
 
@@ -87,6 +88,10 @@ def walk(kind: str, node: dict[str, Any], scope: Scope) -> None:
             check_node = NODE_CHECKS.get(child_kind)
             if check_node and not (naming and child_kind == "ObjectWithArgs"):
                 check_node(fields, scope)
+            if child_kind in TARGET_KINDS:
+                target = system_target(child_kind, fields)
+                if target is not None:
+                    raise Refusal(f"{scope.what} writes to {target}")
     except TreeError as exc:
         raise Refusal(f"{scope.what}: {exc}") from exc
 
@@ -151,6 +156,8 @@ def check_setting(node: dict[str, Any], scope: Scope, table: dict[str, frozenset
     if name not in table:
         raise Refusal(f"SET {name}")
     allowed = table[name]
+    if name == "search_path" and system_first([constant(argument) or "" for argument in node.get("args", [])][:1]):
+        raise Refusal("SET search_path with a system schema first")
     for argument in node.get("args", []):
         value = constant(argument)
         if value is None:
@@ -178,6 +185,8 @@ def _select(node: dict[str, Any], scope: Scope) -> Verdict:
         return Verdict()
     if plain and name == "set_config" and len(values) == 3 and policy.fold(values[0] or "") == "search_path" and (
             values[1] is not None and values[2] == "false"):
+        if system_first((values[1] or "").split(",")):
+            raise Refusal("SELECT set_config search_path with a system schema first")
         return Verdict()
     walk("SelectStmt", node, scope)  # a denied call says what it is
     raise Refusal("SELECT")
@@ -229,8 +238,11 @@ def _extension(node: dict[str, Any], scope: Scope) -> Verdict:
     name = node.get("extname", "")
     if name not in policy.ALLOWED_EXTENSIONS:
         raise Refusal(f"CREATE EXTENSION {qualified([name])}")
-    if any(unwrap(option)[1].get("defname") == "cascade" for option in node.get("options", [])):
+    options = {unwrap(option)[1].get("defname"): unwrap(option)[1].get("arg") for option in node.get("options", [])}
+    if "cascade" in options:
         raise Refusal("CREATE EXTENSION ... CASCADE")
+    if name != "plpgsql" and (strings(options.get("schema")) or [""])[0] in SYSTEM_SCHEMAS:
+        raise Refusal(f"CREATE EXTENSION {qualified([name])} in a system schema")
     return Verdict()
 
 
