@@ -73,7 +73,8 @@ def check(stmt: dict[str, Any], scope: Scope) -> Verdict:
         scope = Scope(words(kind, node), scope.text, scope.depth, scope.top)
     rule = RULES.get(kind)
     verdict = rule(node, scope) if rule else Verdict()
-    if not verdict.skipped and kind not in SELF_CHECKED and not (kind == "SelectStmt" and scope.top):
+    # A skipped statement is never sent; in a function body nothing is skipped: it runs when called.
+    if (not verdict.skipped or not scope.top) and kind not in SELF_CHECKED and not (kind == "SelectStmt" and scope.top):
         walk(kind, node, scope)
     return Verdict(kind, verdict.skipped, verdict.relations, verdict.copy_table)
 
