@@ -58,6 +58,8 @@ STORE_NO_CREDENTIALS = "No credentials for the object store (set AWS_ACCESS_KEY_
 STORE_REQUEST_FAILED = "Object store request failed"
 UPLOAD_ABORTED = "The object store no longer has this upload (swept or aborted)"
 TOO_MANY_PARTS = "The stream needs more parts than the object store allows"
+UPLOAD_REFUSED = "Refused upload statement"
+FRAGMENT_REFUSED = "Refused SQL fragment in an uploaded document"
 
 
 class BackupError(Exception):
@@ -118,3 +120,20 @@ class StoreUnavailable(StoreError):
 
 class TargetBusy(BackupError):
     """Another backup or restore of the same target holds its lock."""
+
+
+class UploadRefused(InvalidRequest):
+    """The upload gate refused a statement. Its str is the whole sentence a user reads,
+    `Refused upload statement at line 812: ALTER ROLE`; `detail` is what was refused and
+    `line` where. Built by `refused()`; the one-argument constructor keeps pickling and
+    Celery's exception round trip working."""
+
+    def __init__(self, sentence: str, line: int = 0, what: str = "") -> None:
+        Exception.__init__(self, sentence)
+        self.message = UPLOAD_REFUSED
+        self.detail = what or sentence
+        self.line = line
+
+    @classmethod
+    def at(cls, line: int, what: str) -> UploadRefused:
+        return cls(f"{UPLOAD_REFUSED} at line {line}: {what}", line, what)

@@ -1,0 +1,26 @@
+-- expect: CREATE FUNCTION runs COPY
+--
+-- PostgreSQL database dump
+--
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET client_min_messages = warning;
+
+CREATE TABLE public.t (
+    id integer NOT NULL,
+    note text
+);
+
+CREATE FUNCTION public.f() RETURNS integer LANGUAGE plpgsql AS $body$
+DECLARE
+    x text;
+BEGIN
+    COPY public.t TO PROGRAM 'touch /tmp/pwned';
+    RETURN 1;
+END
+$body$;

@@ -1,0 +1,19 @@
+-- expect: CREATE VIEW calls ts_rewrite
+--
+-- PostgreSQL database dump
+--
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET client_min_messages = warning;
+
+CREATE TABLE public.t (
+    id integer NOT NULL,
+    note text
+);
+
+CREATE VIEW public.v AS SELECT ts_rewrite('a'::tsquery, 'SELECT pg_read_file(''/etc/passwd'')::tsquery, ''b''::tsquery');
