@@ -84,7 +84,7 @@ def cross_engine_model(reader: JsonBackupReader, engine: type[Engine]) -> tuple[
             kinds[col["name"]] = kind
             if rowid_alias:
                 sequence = SequenceDef(schema=schema_name, name=f"{name}_{col['name']}_seq", identity=True,
-                                       owned_by=[schema_name, name, col["name"]])
+                                       owned_by=[schema_name, name, col["name"]], exact_name=False)
                 model_extras.sequences.append(sequence)
                 identity_columns[col["name"]] = sequence
         if engine.skips_empty_tables and not columns:
@@ -134,10 +134,13 @@ def cross_engine_model(reader: JsonBackupReader, engine: type[Engine]) -> tuple[
 
 
 def write_sql(reader: JsonBackupReader, out: ByteSink, dialect: str | None = None, include_data: str | None = None,
-              progress: Progress = no_progress) -> dict[str, Any]:
-    """Write the SQL script of a scanned document into `out`; returns what was written."""
+              progress: Progress = no_progress, *, trusted: bool = True) -> dict[str, Any]:
+    """Write the SQL script of a scanned document into `out`; returns what was written. The schema
+    of a document that is not ours is vetted by the target engine first."""
     source = engine_class(reader.schema["dialect"])
     engine = engine_class(dialect or source.name)
+    if not trusted:
+        reader.schema = engine.vet_json_schema(reader.schema)
     document_mode = reader.header.get("include_data")
     include_data = include_data or document_mode
     if include_data not in INCLUDE_DATA_MODES:
@@ -150,7 +153,7 @@ def write_sql(reader: JsonBackupReader, out: ByteSink, dialect: str | None = Non
         model = model_from_dict(reader.schema)
         maps = {key: TableMap(sources=[key] if key in reader.tables else [], columns={}, kinds={})
                 for key in model.metadata.tables}
-        writer = engine.json_script_writer(out, reader, model, progress)
+        writer = engine.script_writer(out, model, progress)
     else:
         model, maps = cross_engine_model(reader, engine)
         writer = engine.script_writer(out, model, progress)
@@ -188,7 +191,7 @@ def convert_backup(catalogue: Catalogue, backup_filename: str, dialect: str | No
         reader = read_document(path, entry.name)
         prefix = prefix_of(entry.name) or manifest.prefix or manifest.target
         with catalogue.new_artifact(FORMATS["sql"], prefix, manifest.created) as artifact:
-            result = write_sql(reader, artifact, dialect, None, progress)
+            result = write_sql(reader, artifact, dialect, None, progress, trusted=entry.trusted)
             return artifact.publish(
                 format="sql", target=manifest.target, dialect=result["dialect"],
                 server_version=manifest.server_version, method=METHOD, include_data=result["include_data"],

@@ -17,7 +17,7 @@ from typing import Any
 from backup_engine import errors
 from backup_engine.backup import safety_backup
 from backup_engine.dumpinfo import Progress, no_progress
-from backup_engine.engines.base import Engine, RestoreRequest
+from backup_engine.engines.base import MAX_STATEMENT_BYTES, Engine, RestoreRequest
 from backup_engine.storage.catalogue import Catalogue, Entry, Scope, prefix_of
 
 
@@ -35,16 +35,17 @@ def check_provenance(entry: Entry, scope: Scope, target: str, source_target: str
     return origin
 
 
-def restore_request(entry: Entry, allow_superuser: bool = False) -> RestoreRequest:
+def restore_request(entry: Entry, allow_superuser: bool = False,
+                    max_statement_bytes: int = MAX_STATEMENT_BYTES) -> RestoreRequest:
     manifest = entry.manifest
     return RestoreRequest(format=manifest.format, include_data=manifest.include_data, table_rows=manifest.table_rows,
                           trusted=entry.trusted, object_counts=manifest.object_counts,
-                          allow_superuser=allow_superuser)
+                          allow_superuser=allow_superuser, max_statement_bytes=max_statement_bytes)
 
 
 def restore_backup(engine: Engine, catalogue: Catalogue, backup_filename: str, *, prefix: str | None = None,
                    take_safety_backup: bool = True, allow_superuser: bool = False,
-                   progress: Progress = no_progress) -> dict[str, Any]:
+                   max_statement_bytes: int = MAX_STATEMENT_BYTES, progress: Progress = no_progress) -> dict[str, Any]:
     """Make the engine's target hold exactly what the backup holds; returns what was restored."""
     started = time.monotonic()
     progress(phase="verify", backup_filename=backup_filename)
@@ -60,7 +61,8 @@ def restore_backup(engine: Engine, catalogue: Catalogue, backup_filename: str, *
         progress(phase="safety_backup")
         safety = safety_backup(engine, catalogue, prefix, entry.name)
     progress(phase="restore")
-    outcome = engine.restore(catalogue.source(entry), restore_request(entry, allow_superuser), progress)
+    request = restore_request(entry, allow_superuser, max_statement_bytes)
+    outcome = engine.restore(catalogue.source(entry), request, progress)
     return {
         "backup_filename": entry.name,
         "restored_file": entry.name,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backup_engine import errors
-from backup_engine.engines.base import Engine
+from backup_engine.engines.base import MAX_STATEMENT_BYTES, Engine
 from backup_engine.restore import restore_request
 from backup_engine.storage.catalogue import Catalogue, Entry
 
@@ -28,7 +28,7 @@ def drill_skipped(entry: Entry, engine: Engine) -> str | None:
 
 
 def verify_backup(catalogue: Catalogue, backup_filename: str, engine_for: Callable[[Entry], Engine], *,
-                  allow_superuser: bool = False) -> dict[str, Any]:
+                  allow_superuser: bool = False, max_statement_bytes: int = MAX_STATEMENT_BYTES) -> dict[str, Any]:
     """Check the backup against its manifest, then drill it; `engine_for` gives the engine of the
     target the backup came from (its server hosts the scratch database)."""
     started = time.monotonic()
@@ -44,8 +44,9 @@ def verify_backup(catalogue: Catalogue, backup_filename: str, engine_for: Callab
         result.update(drill_ok=None, drill=f"skipped: {skipped}")
     else:
         try:
-            restored = engine.drill(catalogue.source(entry), restore_request(entry, allow_superuser))
-        except errors.RestoreError as exc:
+            restored = engine.drill(catalogue.source(entry),
+                                    restore_request(entry, allow_superuser, max_statement_bytes))
+        except (errors.RestoreError, errors.InvalidRequest) as exc:  # a failed load, or a gate's refusal
             raise errors.ArtifactError(errors.VERIFY_FAILED, f"{entry.name}: the restore drill failed: {exc}") from exc
         mismatches = [f"{name}: manifest {count}, restored {restored.get(name)}"
                       for name, count in manifest.table_rows.items() if restored.get(name) != count]

@@ -66,6 +66,7 @@ class Settings:
     signing_key: bytes = field(default=b"", repr=False)
     compression: str = "none"
     upload_allow_superuser: bool = False
+    upload_max_statement_bytes: int = 64 * 1024 * 1024
 
     def target(self, name: object) -> Target:
         """The configured target `name`; the refusal names no other target (a caller may be anyone)."""
@@ -107,6 +108,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
         storage_url=storage_url,
         signing_key=_signing_key(env, backup_dir),
         upload_allow_superuser=_flag(env, "BACKUP_UPLOAD_ALLOW_SUPERUSER"),
+        upload_max_statement_bytes=max(1024, _count(env, "BACKUP_UPLOAD_MAX_STATEMENT_BYTES", 64 * 1024 * 1024)),
         targets=targets,
         backup_dir=backup_dir,
         upload_dir=upload_dir,

@@ -108,7 +108,7 @@ def restore_file(settings: Settings, *, backup_filename: str, target: str = "def
     with target_lock(settings, chosen.name, lock_wait):
         result = restore_backup(engine_of(settings, chosen), catalogue, backup_filename,
                                 prefix=prefix_for(settings, chosen), allow_superuser=settings.upload_allow_superuser,
-                                progress=progress)
+                                max_statement_bytes=settings.upload_max_statement_bytes, progress=progress)
     return {**result, **({"restored_from": elsewhere} if elsewhere else {})}
 
 
@@ -149,7 +149,8 @@ def restore_upload(settings: Settings, *, path: str, target: str = "default",
     chosen = settings.target(target)
     progress(phase="import", path=path)
     imported = import_upload(catalogue_for(settings), engine_of(settings, chosen), settings.upload_dir, path,
-                             prefix=prefix_for(settings, chosen))
+                             prefix=prefix_for(settings, chosen),
+                             max_statement_bytes=settings.upload_max_statement_bytes)
     result = restore(settings, backup_filename=imported.name, target=target, progress=progress)
     return {**result, "imported_file": imported.name, "uploaded_path": imported.manifest.imported_from}
 
@@ -175,7 +176,8 @@ def _source_engine(settings: Settings, entry: Entry) -> Engine:
 
 def verify(settings: Settings, *, backup_filename: str) -> dict[str, Any]:
     return verify_backup(catalogue_for(settings), backup_filename, lambda entry: _source_engine(settings, entry),
-                         allow_superuser=settings.upload_allow_superuser)
+                         allow_superuser=settings.upload_allow_superuser,
+                         max_statement_bytes=settings.upload_max_statement_bytes)
 
 
 def verify_latest(settings: Settings, *, target: str | None = None) -> list[dict[str, Any]]:

@@ -196,8 +196,11 @@ class postgresql:  # noqa: N801
     def restore_sql(target: Target, sql_path: Path, include_data: str, table_names: list[str],
                     tools: ClientTools, *, restricted: bool = False) -> None:
         """A file run over the target in one transaction (a trusted dump, or an upload's path)."""
-        run = pg_uploads.restore_untrusted if restricted else pg_restore.restore_in_one_transaction
-        run(target, LocalFile(sql_path), include_data, table_names, tools.get("psql"))
+        if restricted:
+            pg_uploads.restore_untrusted(target, LocalFile(sql_path), include_data, table_names, allow_superuser=True)
+        else:
+            pg_restore.restore_in_one_transaction(target, LocalFile(sql_path), include_data, table_names,
+                                                  tools.get("psql"))
 
 
 class convert:  # noqa: N801

@@ -24,6 +24,7 @@ def chain_deployment(pg_server, redis_server, make_pg_database, tmp_path):
         BACKUP_TARGETS=json.dumps({"src": source, "dst": target}),
         BACKUP_DIR=str(tmp_path / "backups"), BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"),
         CELERY_BROKER_URL=redis_server.url, CELERY_RESULT_BACKEND=redis_server.url,
+        BACKUP_UPLOAD_ALLOW_SUPERUSER="true",  # the throwaway server's role is a superuser; the chain is the point
     )
     worker = celery_worker(env, tmp_path, name="chains")
     worker.wait_for("ready.")

@@ -323,7 +323,7 @@ def test_uploads_that_try_to_run_commands_or_touch_files_are_refused(lab, kind):
         time.sleep(0.2)
         assert not marker.exists(), f"{kind}: the upload created {marker}"
         assert failed, f"{kind}: the upload was restored"
-        assert errors.UNSUPPORTED_PG_RESTORE in failed or errors.RESTORE_FAILED in failed, failed
+        assert errors.UPLOAD_REFUSED in failed, failed  # the gate refuses it before anything runs
         assert world(lab) == before
 
 
@@ -341,14 +341,14 @@ HOSTILE_FILES = [
     ("JSON", lambda lab: json.dumps({"tables": {"x; DROP TABLE customers; --": []}}).encode(),
      errors.JSON_CONVERSION_FAILED),
     ("JSON bomb: huge string", lambda lab: b'{"a": "' + b"x" * 20_000_000 + b'"}', errors.JSON_CONVERSION_FAILED),
-    ("JSON bomb: deep nesting", lambda lab: b"[" * 200_000 + b"]" * 200_000, errors.RESTORE_FAILED),
+    ("JSON bomb: deep nesting", lambda lab: b"[" * 200_000 + b"]" * 200_000, errors.UPLOAD_REFUSED),
     ("psql \\c to another database", lambda lab: f"\\c {lab['urls']['other'].rsplit('/', 1)[1]}\n"
                                                  "DROP TABLE keep_me;\n".encode(), "meta-command"),
     ("psql \\c mid-line", lambda lab: f"SELECT 1; \\c {lab['urls']['other'].rsplit('/', 1)[1]}\n"
-                                      "DROP TABLE keep_me;\n".encode(), "meta-command"),
+                                      "DROP TABLE keep_me;\n".encode(), errors.UPLOAD_REFUSED),
     ("psql \\set ON_ERROR_STOP off", lambda lab: b"SELECT 1 \\set ON_ERROR_STOP 0\nSELECT 1/0;\n",
      "meta-command"),
-    ("COMMIT inside the upload", _transaction_escape, "transaction control"),
+    ("COMMIT inside the upload", _transaction_escape, "Refused upload statement at line 2: COMMIT"),
 ]
 
 
@@ -365,20 +365,10 @@ def test_hostile_upload_files_fail_clearly_and_change_nothing(lab, kind, build, 
         assert world(lab) == before
 
 
-def test_a_genuine_pg_dump_upload_is_accepted(lab, make_pg_database):
-    """The control case: the screening lets a real dump through, so the refusals above are not blanket."""
-    settings = load_settings({"BACKUP_TARGETS": json.dumps({"scratch": make_pg_database("rel_scratch")}),
-                              "BACKUP_DIR": str(lab["backups"]), "BACKUP_UPLOAD_DIR": str(lab["uploads"])},
-                             dotenv_path=None)
-    shutil.copy(lab["seeds"]["victim"]["path"], lab["uploads"] / "genuine.sql")
-    result = operations.restore_upload(settings, path=str(lab["uploads"] / "genuine.sql"), target="scratch")
-    assert result["uploaded_path"] == "genuine.sql"
-    assert richdb_pg.database_state(settings.targets["scratch"].url) == richdb_pg.database_state(lab["urls"]["victim"])
-
-
-def test_a_non_superuser_target_role_stops_dynamic_copy_to_program(lab, pg_server, make_pg_database):
-    """Screening cannot see SQL built inside a function (README, known limits); the documented defence is a
-    target role that is not a superuser: the server itself then refuses COPY ... TO PROGRAM."""
+@contextlib.contextmanager
+def app_role_database(pg_server, make_pg_database):
+    """A database owned by a login role that is not a superuser (how uploads are meant to be
+    restored); yields its URL; the role and database are dropped afterwards."""
     role, password = f"rel_app_{uuid.uuid4().hex[:6]}", "app-" + uuid.uuid4().hex
     conn = pg_server.connect()
     conn.autocommit = True
@@ -386,19 +376,8 @@ def test_a_non_superuser_target_role_stops_dynamic_copy_to_program(lab, pg_serve
         cur.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD %s', (password,))
     conn.close()
     name = make_pg_database("rel_app", owner=role).rsplit("/", 1)[1]
-    url = pg_server.url(name, user=role, password=password)
-    settings = load_settings({"BACKUP_TARGETS": json.dumps({"app": url}), "BACKUP_DIR": str(lab["backups"]),
-                              "BACKUP_UPLOAD_DIR": str(lab["uploads"])}, dotenv_path=None)
-    marker = lab["markers"] / f"dynamic-{uuid.uuid4().hex[:8]}"
-    (lab["uploads"] / "dynamic.sql").write_text(
-        "CREATE TABLE public.t (id int);\n"
-        "CREATE FUNCTION public.sneaky() RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
-        f"EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}'''; END $$;\n"
-        "SELECT public.sneaky();\n")
     try:
-        with pytest.raises(errors.RestoreError, match="permission denied|must be superuser|pg_execute_server_program"):
-            operations.restore_upload(settings, path="dynamic.sql", target="app")
-        assert not marker.exists()
+        yield pg_server.url(name, user=role, password=password)
     finally:
         conn = pg_server.connect()
         conn.autocommit = True
@@ -406,6 +385,55 @@ def test_a_non_superuser_target_role_stops_dynamic_copy_to_program(lab, pg_serve
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             cur.execute(f'DROP ROLE IF EXISTS "{role}"')
         conn.close()
+
+
+def test_a_genuine_pg_dump_upload_is_accepted(lab, pg_server, make_pg_database):
+    """The control case: the gate lets a real dump through, restored as a role that is not a superuser,
+    so the refusals above are not blanket."""
+    with app_role_database(pg_server, make_pg_database) as url:
+        settings = load_settings({"BACKUP_TARGETS": json.dumps({"scratch": url}),
+                                  "BACKUP_DIR": str(lab["backups"]), "BACKUP_UPLOAD_DIR": str(lab["uploads"])},
+                                 dotenv_path=None)
+        shutil.copy(lab["seeds"]["victim"]["path"], lab["uploads"] / "genuine.sql")
+        result = operations.restore_upload(settings, path=str(lab["uploads"] / "genuine.sql"), target="scratch")
+        assert result["uploaded_path"] == "genuine.sql"
+        assert richdb_pg.database_state(settings.targets["scratch"].url) == richdb_pg.database_state(
+            lab["urls"]["victim"])
+
+
+def test_an_upload_with_a_superuser_role_is_refused_unless_allowed(lab, make_pg_database):
+    """The lab's target role is a superuser: an upload is refused before anything runs, with the way out."""
+    url = make_pg_database("rel_super")
+    config = {"BACKUP_TARGETS": json.dumps({"scratch": url}), "BACKUP_DIR": str(lab["backups"]),
+              "BACKUP_UPLOAD_DIR": str(lab["uploads"])}
+    settings = load_settings(config, dotenv_path=None)
+    shutil.copy(lab["seeds"]["victim"]["path"], lab["uploads"] / "as-superuser.sql")
+    with pytest.raises(errors.InvalidRequest, match="BACKUP_UPLOAD_ALLOW_SUPERUSER") as caught:
+        operations.restore_upload(settings, path="as-superuser.sql", target="scratch")
+    assert errors.UPLOAD_ROLE_REFUSED in str(caught.value)
+    assert richdb_pg.table_row_counts(url) == {}
+    allowed = load_settings({**config, "BACKUP_UPLOAD_ALLOW_SUPERUSER": "true"}, dotenv_path=None)
+    operations.restore_upload(allowed, path="as-superuser.sql", target="scratch")
+    assert richdb_pg.database_state(url) == richdb_pg.database_state(lab["urls"]["victim"])
+
+
+def test_a_non_superuser_target_role_stops_dynamic_copy_to_program(lab, pg_server, make_pg_database):
+    """No gate can see SQL built inside a function at run time (README, known limits); the documented
+    defence is a target role that is not a superuser: the server itself then refuses COPY ... TO PROGRAM.
+    The function runs from a trigger on an INSERT the gate allows."""
+    with app_role_database(pg_server, make_pg_database) as url:
+        settings = load_settings({"BACKUP_TARGETS": json.dumps({"app": url}), "BACKUP_DIR": str(lab["backups"]),
+                                  "BACKUP_UPLOAD_DIR": str(lab["uploads"])}, dotenv_path=None)
+        marker = lab["markers"] / f"dynamic-{uuid.uuid4().hex[:8]}"
+        body = f"EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}'''; RETURN NEW;"
+        (lab["uploads"] / "dynamic.sql").write_text(
+            "CREATE TABLE public.t (id int);\n"
+            f"CREATE FUNCTION public.sneaky() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;\n"
+            "CREATE TRIGGER sneaky BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION public.sneaky();\n"
+            "INSERT INTO public.t VALUES (1);\n")
+        with pytest.raises(errors.RestoreError, match="permission denied|must be superuser|pg_execute_server_program"):
+            operations.restore_upload(settings, path="dynamic.sql", target="app")
+        assert not marker.exists()
 
 
 # --- arguments through a real worker -----------------------------------------------------------------------

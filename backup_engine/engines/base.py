@@ -27,6 +27,7 @@ from backup_engine.targets import Target
 NOW_DEFAULTS = frozenset({"now()", "current_timestamp", "current_timestamp()", "localtimestamp",
                           "('now'::text)::timestamp"})
 NUMBER_DEFAULT = re.compile(r"^\(?'?(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)'?\)?(?:::[\w .\"]+)?$")
+MAX_STATEMENT_BYTES = 64 * 1024 * 1024
 TEXTUAL_KINDS = frozenset({"text", "enum", "uuid", "interval", "time", "timetz", "date", "timestamp", "timestamptz",
                            "json", "jsonb", "other", "any"})
 
@@ -64,6 +65,7 @@ class RestoreRequest:
     trusted: bool  # our own signed backup; anything else goes through the engine's upload gate
     object_counts: Mapping[str, int] = field(default_factory=dict)
     allow_superuser: bool = False  # an untrusted file may run with a superuser role (BACKUP_UPLOAD_ALLOW_SUPERUSER)
+    max_statement_bytes: int = MAX_STATEMENT_BYTES  # the longest statement an untrusted file may hold
 
 
 @dataclass
@@ -189,7 +191,8 @@ class Engine(ABC):
 
     # --- uploads ---------------------------------------------------------------------------
     @abstractmethod
-    def check_upload(self, stream: BinaryIO, format: str) -> UploadReport:
+    def check_upload(self, stream: BinaryIO, format: str, max_statement_bytes: int = MAX_STATEMENT_BYTES
+                     ) -> UploadReport:
         """Read an uploaded file through the engine's gate without running it; refuse what may
         not run (InvalidRequest) and report its tables and rows."""
 
@@ -280,10 +283,11 @@ class Engine(ABC):
         (`natural`: the document's values carry their own storage class)."""
 
     @classmethod
-    def json_script_writer(cls, out: ByteSink, reader: JsonBackupReader, model: DatabaseModel,
-                           progress: Progress = no_progress) -> ScriptWriter:
-        """The writer for a JSON document of this same engine (a faster path, if the engine has one)."""
-        return cls.script_writer(out, model, progress)
+    def vet_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        """An untrusted JSON document's schema made safe to write a script from (SQL fragments
+        parsed, checked and rendered by the engine), or refused. By default the engine's restore
+        of untrusted scripts is the only check."""
+        return schema
 
     # --- scratch databases ------------------------------------------------------------------
     def sweep(self) -> list[str]:

@@ -44,6 +44,7 @@ BLOCK = 1 << 20
 FIRST_LINE = re.compile(rb'^\{"format": ("(?:[^"\\]|\\.)*"), "version": (-?\d+),\n$')
 ROWS_SUFFIX = b', "rows": [\n'
 CONTROL_BYTES = re.compile(rb"[\x00-\x09\x0b-\x1f]")
+MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
 def conversion_error(detail: str) -> errors.ConversionError:
@@ -138,6 +139,7 @@ class JsonBackupReader:
     tables: dict[str, TableData] = field(default_factory=dict)
     version: int = 0
     display_name: str | None = None
+    max_line_bytes: int = MAX_LINE_BYTES
 
     def fail(self, line: int | None, what: str) -> errors.ConversionError:
         where = f"{self.name}, line {line}" if line else self.name
@@ -165,6 +167,14 @@ class JsonBackupReader:
             raise self.fail(None, f"cannot read: {exc}") from exc
         return self
 
+    def _line(self, handle: BinaryIO, number: int) -> bytes:
+        """The next line, refused past `max_line_bytes` (a 30 MB line must not cost gigabytes)."""
+        line = handle.readline(self.max_line_bytes + 1)
+        if len(line) > self.max_line_bytes:
+            raise self.fail(number, f"a line longer than {self.max_line_bytes} bytes "
+                                    "(BACKUP_UPLOAD_MAX_STATEMENT_BYTES)")
+        return line
+
     def _json_line(self, line: bytes, number: int, prefix: bytes, suffix: bytes, what: str) -> Any:
         if not line.startswith(prefix) or not line.endswith(suffix):
             raise self.fail(number, f"expected the {what} line" + self._ended(line))
@@ -181,7 +191,7 @@ class JsonBackupReader:
         return " but the file ends there (truncated?)" if not line.endswith(b"\n") else ""
 
     def _scan(self, handle: BinaryIO) -> None:
-        first = handle.readline()
+        first = self._line(handle, 1)
         match = FIRST_LINE.match(first)
         if not match:
             if not first:
@@ -195,18 +205,18 @@ class JsonBackupReader:
         if self.version != FORMAT_VERSION:
             raise self.fail(1, f"unsupported format version {self.version} (this worker reads version "
                                f"{FORMAT_VERSION})")
-        self.header = self._json_line(handle.readline(), 2, b'"header": ', b",\n", "header")
-        self.schema = self._json_line(handle.readline(), 3, b'"schema": ', b",\n", "schema")
+        self.header = self._json_line(self._line(handle, 2), 2, b'"header": ', b",\n", "header")
+        self.schema = self._json_line(self._line(handle, 3), 3, b'"schema": ', b",\n", "schema")
         self._check_schema()
         number = 4
-        line = handle.readline()
+        line = self._line(handle, number)
         if line != b'"data": [\n':
             raise self.fail(number, 'expected "data": [' + self._ended(line))
         offset = handle.tell()
         known = {spec["key"]: spec for spec in self.schema["tables"]}
         closed_last = False
         while True:
-            line = handle.readline()
+            line = self._line(handle, number + 1)
             number += 1
             offset += len(line)
             if line == b"],\n":
@@ -230,7 +240,7 @@ class JsonBackupReader:
                 raise self.fail(number, f"the columns of table {key!r} differ from its schema")
             start, rows, first_line = offset, 0, number + 1
             last_ended = True
-            for row in handle:
+            while row := self._line(handle, number + 1):
                 number += 1
                 if row[:1] != b"[":
                     if row == b"]},\n" or row == b"]}\n":
@@ -256,7 +266,7 @@ class JsonBackupReader:
             closed_last = row == b"]}\n"
             handle.seek(offset)
         number += 1
-        line = handle.readline()
+        line = self._line(handle, number)
         self.trailer = self._json_line(line, number, b'"trailer": ', b"}\n", "trailer")
         if handle.read(1):
             raise self.fail(number + 1, "text after the trailer")
@@ -334,7 +344,7 @@ class JsonBackupReader:
                 yield number, values
 
 
-def read_document(path: Path, name: str | None = None) -> JsonBackupReader:
+def read_document(path: Path, name: str | None = None, max_line_bytes: int = MAX_LINE_BYTES) -> JsonBackupReader:
     """A checked reader of the JSON backup at `path`, called `name` in messages (raises
     ConversionError with what and where)."""
-    return JsonBackupReader(Path(path), display_name=name).scan()
+    return JsonBackupReader(Path(path), display_name=name, max_line_bytes=max_line_bytes).scan()

@@ -92,6 +92,8 @@ class SequenceDef:
     identity: bool = False
     last_value: int | None = None
     is_called: bool = False
+    # False for an identity the server will name itself (made by a conversion): set through its column
+    exact_name: bool = True
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from backup_engine import errors
-from backup_engine.engines.base import Engine, UploadReport
+from backup_engine.engines.base import MAX_STATEMENT_BYTES, Engine, UploadReport
 from backup_engine.formats import FORMATS
 from backup_engine.formats.json_document import read_document
 from backup_engine.scratch import private_folder
@@ -134,7 +134,7 @@ class Tee:
 
 
 def _check_in_scratch(catalogue: Catalogue, handle: BinaryIO, artifact: NewArtifact, upload_format: str,
-                      engine: Engine, name: str) -> UploadReport:
+                      engine: Engine, name: str, max_statement_bytes: int) -> UploadReport:
     """Formats read with seeking (a JSON document, a SQLite file): a private copy in scratch
     space is checked, then kept."""
     with private_folder(catalogue.store.scratch_dir) as folder:
@@ -144,13 +144,13 @@ def _check_in_scratch(catalogue: Catalogue, handle: BinaryIO, artifact: NewArtif
             while block := handle.read(BLOCK):
                 copy.write(block)
         if upload_format == "json":
-            reader = read_document(temp, name)
+            reader = read_document(temp, name, max_line_bytes=max_statement_bytes)
             report = UploadReport(table_rows={key: table.rows for key, table in reader.tables.items()},
                                   include_data=reader.header.get("include_data", "full"),
                                   details={"dialect": reader.schema.get("dialect")})
         else:
             with temp.open("rb") as check:
-                report = engine.check_upload(check, upload_format)
+                report = engine.check_upload(check, upload_format, max_statement_bytes)
         with temp.open("rb") as kept:
             while block := kept.read(BLOCK):
                 artifact.write(block)
@@ -158,7 +158,7 @@ def _check_in_scratch(catalogue: Catalogue, handle: BinaryIO, artifact: NewArtif
 
 
 def import_upload(catalogue: Catalogue, engine: Engine, upload_dir: Path, path: str,
-                  prefix: str | None = None) -> Entry:
+                  prefix: str | None = None, max_statement_bytes: int = MAX_STATEMENT_BYTES) -> Entry:
     """Check the upload through the engine's gate and keep it as a backup with `origin: upload`."""
     started = time.monotonic()
     with open_upload(upload_dir, path) as handle:
@@ -166,9 +166,11 @@ def import_upload(catalogue: Catalogue, engine: Engine, upload_dir: Path, path: 
         relative = "/".join(upload_parts(upload_dir, path))
         with catalogue.new_artifact(FORMATS[upload_format], prefix or engine.target.name, utc_now()) as artifact:
             if upload_format == "sql":
-                report = engine.check_upload(Tee(handle, artifact), upload_format)  # type: ignore[arg-type]
+                report = engine.check_upload(Tee(handle, artifact), upload_format,  # type: ignore[arg-type]
+                                             max_statement_bytes)
             else:
-                report = _check_in_scratch(catalogue, handle, artifact, upload_format, engine, relative)
+                report = _check_in_scratch(catalogue, handle, artifact, upload_format, engine, relative,
+                                           max_statement_bytes)
             table_rows = report.table_rows
             fields: dict[str, Any] = {
                 "format": upload_format, "target": engine.target.name,

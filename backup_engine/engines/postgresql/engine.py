@@ -8,6 +8,7 @@ from typing import Any, BinaryIO, ClassVar
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.base import (
+    MAX_STATEMENT_BYTES,
     ArtifactSource,
     Engine,
     RestoreOutcome,
@@ -15,8 +16,17 @@ from backup_engine.engines.base import (
     TableMap,
     UploadReport,
 )
-from backup_engine.engines.postgresql import csv_export, generated, json_export, json_import, native, uploads
+from backup_engine.engines.postgresql import (
+    csv_export,
+    generated,
+    json_export,
+    json_import,
+    json_vetting,
+    native,
+    uploads,
+)
 from backup_engine.engines.postgresql import kinds as pg_kinds
+from backup_engine.engines.postgresql.gate import GateLimits
 from backup_engine.engines.postgresql.restore import restore_in_one_transaction
 from backup_engine.engines.postgresql.scratch import count_rows, scratch_database
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter, make_dialect
@@ -63,11 +73,13 @@ class PostgresEngine(Engine):
 
     def restore(self, source: ArtifactSource, request: RestoreRequest,
                 progress: Progress = no_progress) -> RestoreOutcome:
-        psql = self.tools.get("psql")
         if request.trusted:
-            restore_in_one_transaction(self.target, source, request.include_data, request.table_rows, psql)
+            restore_in_one_transaction(self.target, source, request.include_data, request.table_rows,
+                                       self.tools.get("psql"))
         else:
-            uploads.restore_untrusted(self.target, source, request.include_data, request.table_rows, psql)
+            limits = GateLimits(max_statement_bytes=request.max_statement_bytes)
+            uploads.restore_untrusted(self.target, source, request.include_data, request.table_rows,
+                                      request.allow_superuser, limits)
         return RestoreOutcome()
 
     def drill(self, source: ArtifactSource, request: RestoreRequest) -> dict[str, int]:
@@ -76,18 +88,14 @@ class PostgresEngine(Engine):
             return count_rows(scratch)
 
     # --- uploads -----------------------------------------------------------------------------
-    def check_upload(self, stream: BinaryIO, format: str) -> UploadReport:
-        return uploads.check_upload(stream)
+    def check_upload(self, stream: BinaryIO, format: str, max_statement_bytes: int = MAX_STATEMENT_BYTES
+                     ) -> UploadReport:
+        return uploads.gate_report(stream, GateLimits(max_statement_bytes=max_statement_bytes))
 
     # --- JSON conversion -----------------------------------------------------------------------
     @classmethod
     def script_writer(cls, out: ByteSink, model: DatabaseModel, progress: Progress = no_progress) -> ScriptWriter:
         return PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
-
-    @classmethod
-    def json_script_writer(cls, out: ByteSink, reader: JsonBackupReader, model: DatabaseModel,
-                           progress: Progress = no_progress) -> ScriptWriter:
-        return json_import.StagedScriptWriter(out, reader, model, progress=progress)
 
     @classmethod
     def column_type(cls, kind: str, source_type: str, sole_key: bool) -> str:
@@ -104,4 +112,10 @@ class PostgresEngine(Engine):
     @classmethod
     def json_rows(cls, reader: JsonBackupReader, mapping: TableMap, columns: list[str],
                   natural: bool) -> CopyData | RowData:
+        if reader.schema.get("dialect") == cls.name:  # our own document: the server's text forms, as they are
+            return json_import.document_rows(reader, mapping, columns)
         return json_import.decoded_rows(reader, mapping, columns, natural)
+
+    @classmethod
+    def vet_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        return json_vetting.vet_schema(schema)

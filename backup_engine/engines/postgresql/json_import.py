@@ -16,70 +16,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
-
-from backup_engine.dumpinfo import ByteSink, Progress, no_progress
 from backup_engine.engines.base import TableMap
 from backup_engine.engines.postgresql import kinds as pg_kinds
-from backup_engine.engines.postgresql.literals import pg_string
-from backup_engine.engines.postgresql.writer import PostgresScriptWriter
+from backup_engine.engines.postgresql.json_copy import copy_lines
 from backup_engine.formats import json_values
-from backup_engine.formats.json_document import JsonBackupReader, conversion_error
-from backup_engine.formats.model import DatabaseModel, data_columns, type_spec
-from backup_engine.formats.sql_script import CopyData, DataSource
-
-STAGING = "pg_temp.bw_json_rows"
+from backup_engine.formats.json_document import JsonBackupReader
+from backup_engine.formats.sql_script import CopyData
 
 
-class StagedScriptWriter(PostgresScriptWriter):
-    """A PostgreSQL document's rows as staged JSON lines that the server decodes at restore."""
+def document_rows(reader: JsonBackupReader, mapping: TableMap, columns: list[str]) -> CopyData:
+    """A PostgreSQL document's rows as COPY text (`json_copy`), streamed into the script."""
 
-    def __init__(self, out: ByteSink, reader: JsonBackupReader, model: DatabaseModel, *,
-                 progress: Progress = no_progress) -> None:
-        super().__init__(out, reserved_words=model.extras.reserved_words, progress=progress)
-        self.reader = reader
-        self._staging_ready = False
-        self._specs = {spec["key"]: spec for spec in reader.schema["tables"]}
+    def copy_to(file: Any) -> None:
+        for key in mapping.sources:
+            for line in copy_lines(reader, key, columns):
+                file.write(line.encode("utf-8"))
 
-    def table_data(self, table: Table, data_for: DataSource) -> int:
-        doc = self.reader.tables.get(table.key)
-        if doc is None or doc.rows == 0:
-            return 0
-        columns = data_columns(table)
-        positions = {name: index for index, name in enumerate(doc.columns)}
-        kinds = {col["name"]: (col["kind"], col.get("element_kind")) for col in self._specs[table.key]["columns"]}
-        missing = [name for name in columns if name not in positions]
-        if missing:
-            raise conversion_error(f"table {table.key!r}: no values for column(s) {missing}")
-        if not self._staging_ready:
-            self.statement(f"CREATE TEMPORARY TABLE {STAGING.split('.', 1)[1]} (doc pg_catalog.json)")
-            self._staging_ready = True
-        self.write(f"COPY {STAGING} (doc) FROM stdin WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02');\n")
-        for block in self.reader.row_blocks(table.key):
-            self.write_bytes(block)
-        self.write("\\.\n")
-        table_sql = self.table_name(table)
-        expressions = []
-        for name in columns:
-            kind, element = kinds[name]
-            spec = type_spec(table.c[name])
-            expression = None
-            if kind == "array":
-                expression = pg_kinds.staging_array_expression("r.doc", positions[name], element, spec)
-            expressions.append(expression or pg_kinds.staging_expression(
-                "r.doc", positions[name], kind, spec, table_sql, self.preparer.quote(name), pg_string(name)))
-        self.statement(f"INSERT INTO {table_sql} ({self.column_list(columns)}) OVERRIDING SYSTEM VALUE\n"
-                       f"SELECT {', '.join(expressions)}\n"
-                       f"FROM {STAGING} AS s, LATERAL (SELECT s.doc::pg_catalog.jsonb AS doc OFFSET 0) AS r")
-        self.statement(f"TRUNCATE {STAGING}")
-        self.write("\n")
-        self.rows += doc.rows
-        return doc.rows
-
-    def footer(self) -> None:
-        if self._staging_ready:
-            self.statement(f"DROP TABLE {STAGING}")
-        super().footer()
+    return CopyData(columns=columns, copy_to=copy_to)
 
 
 def decoded_rows(reader: JsonBackupReader, mapping: TableMap, columns: list[str], natural: bool) -> CopyData:

@@ -1,10 +1,8 @@
 """PostgreSQL columns as portable kinds, and portable values back into PostgreSQL.
 
 Kinds come from the catalog (domains resolved to their base type); the JSON export lets the
-server render each value (`export_expression`); a JSON document of the same engine is restored
-through staged rows the server decodes (`staging_expression`); a value from another engine's
-document becomes a COPY text field here (`copy_field`), and its column the nearest faithful
-type (`column_type`).
+server render each value (`export_expression`); a value from another engine's document becomes
+a COPY text field here (`copy_field`), and its column the nearest faithful type (`column_type`).
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from backup_engine.formats.json_values import ARRAY_ELEMENT_KINDS, NUMBER_ARRAY_KINDS, ValueError_, describe
+from backup_engine.formats.json_values import ARRAY_ELEMENT_KINDS, ValueError_, describe
 from backup_engine.formats.values import RawText
 
 PG_BASE_KINDS = {
@@ -76,34 +74,6 @@ def export_expression(column_sql: str, kind: str) -> str:
     if kind in ("json", "jsonb", "other"):
         return f"{column_sql}::text"
     return column_sql
-
-
-RAW_DOC = "s.doc"  # the staged row as json text (the staging table's column); `doc` is its jsonb
-_TYPMOD_TEXT = re.compile(r"^(character varying|character|varchar|char|bpchar|bit|bit varying)\s*\(", re.I)
-
-
-def staging_expression(doc: str, position: int, kind: str, spec: str, table_sql: str, column_name_sql: str,
-                          column_literal: str) -> str:
-    """SQL that turns element `position` of the staged jsonb row `doc` into the column's value."""
-    element = f"{doc}->{position}"
-    text = f"({doc}->>{position})"
-    if kind == "float":  # jsonb reads -0 as 0: take a zero's token from the json text, which keeps the sign
-        return f"(CASE WHEN {text} = '0' THEN {RAW_DOC}->>{position} ELSE {text} END)::{spec}"
-    if kind == "array":
-        return (f"(pg_catalog.jsonb_populate_record(NULL::{table_sql}, "
-                f"pg_catalog.jsonb_build_object({column_literal}, {element}))).{column_name_sql}")
-    if kind == "text" and _TYPMOD_TEXT.match(spec):
-        return text  # assigned, not cast: a too-long value fails instead of being cut
-    return f"{text}::{spec}"
-
-
-def staging_array_expression(doc: str, position: int, element_kind: str | None, spec: str) -> str | None:
-    """A faster form for arrays of numbers and booleans: their JSON text is array input once [ ] are { }."""
-    if element_kind == "float":
-        doc = RAW_DOC  # the json text keeps -0
-    if element_kind in NUMBER_ARRAY_KINDS:
-        return f"pg_catalog.translate({doc}->>{position}, '[]', '{{}}')::{spec}"
-    return None
 
 
 

@@ -6,9 +6,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg2
 from psycopg2 import sql
 
-from backup_engine.engines.postgresql.connect import connect
+from backup_engine import errors
+from backup_engine.engines.postgresql.connect import connect, scrub
 from backup_engine.engines.postgresql.restore import SYSTEM_SCHEMAS, user_tables
 from backup_engine.targets import Target
 
@@ -31,7 +33,11 @@ def count_rows(target: Target) -> dict[str, int]:
 def scratch_database(target: Target) -> Iterator[Target]:
     """A new empty database on the target's server, dropped afterwards."""
     name = f"{DRILL_PREFIX}{uuid.uuid4().hex[:12]}"
-    admin(target, sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        admin(target, sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    except psycopg2.Error as exc:
+        raise errors.RestoreError(errors.RESTORE_FAILED, f"target {target.name!r}: no scratch database for the "
+                                  f"drill ({scrub(str(exc), target)}); grant CREATEDB to its role") from exc
     try:
         yield Target(name=f"{target.name}:drill", url=target.url.set(database=name), dialect=target.dialect)
     finally:

@@ -185,12 +185,13 @@ class PostgresScriptWriter(ScriptWriter):
         for seq in model.extras.sequences:
             if seq.last_value is None:
                 continue
-            if seq.identity and seq.owned_by:
+            if seq.identity and seq.owned_by and not seq.exact_name:
                 schema, table, column = seq.owned_by
-                name = (f"pg_catalog.pg_get_serial_sequence({pg_string(self.qname(schema, table or ''))}, "
-                        f"{pg_string(column or '')})")
-            else:
-                name = pg_string(self.qname(seq.schema, seq.name))
+                start = int(seq.last_value) + (int(seq.increment) if seq.is_called else 0)
+                self.statement(f"ALTER TABLE {self.qname(schema, table or '')} ALTER COLUMN "
+                               f"{self.preparer.quote(column or '')} RESTART WITH {start}")
+                continue
+            name = pg_string(self.qname(seq.schema, seq.name))
             self.statement(f"SELECT pg_catalog.setval({name}, {int(seq.last_value)}, "
                            f"{'true' if seq.is_called else 'false'})")
         self.write("\n")

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO, ClassVar
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.base import (
+    MAX_STATEMENT_BYTES,
     ArtifactSource,
     Engine,
     RestoreOutcome,
@@ -102,13 +103,14 @@ class SqliteEngine(Engine):
     def sniff_upload(self, head: bytes) -> str | None:
         return "sqlite" if head.startswith(SQLITE_MAGIC) else None
 
-    def check_upload(self, stream: BinaryIO, format: str) -> UploadReport:
+    def check_upload(self, stream: BinaryIO, format: str, max_statement_bytes: int = MAX_STATEMENT_BYTES
+                     ) -> UploadReport:
         """A SQLite SQL upload (e.g. `sqlite3 .dump`) must be whole statements ending with COMMIT;
         what it may do is the restore's authorizer's to say. A snapshot upload is checked by
         SQLite itself when it is restored."""
         if format != "sql":
             return UploadReport()
-        script = statements.ScriptReader(stream, "the upload")
+        script = statements.ScriptReader(stream, "the upload", max_statement=max_statement_bytes)
         for _ in script:
             pass
         if script.last_line not in (statements.UPLOAD_END, statements.END_MARKER):
