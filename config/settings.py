@@ -113,9 +113,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
         backup_dir=backup_dir,
         upload_dir=upload_dir,
         file_prefix=prefix,
-        broker_url=env.get("CELERY_BROKER_URL") or f"sqla+sqlite:///{(VAR_DIR / 'celery-broker.sqlite3').resolve()}",
-        result_backend=env.get("CELERY_RESULT_BACKEND")
-        or f"db+sqlite:///{(VAR_DIR / 'celery-results.sqlite3').resolve()}",
+        broker_url=_embedded(env.get("CELERY_BROKER_URL")
+                             or f"sqla+sqlite:///{(VAR_DIR / 'celery-broker.sqlite3').resolve()}"),
+        result_backend=_embedded(env.get("CELERY_RESULT_BACKEND")
+                                 or f"db+sqlite:///{(VAR_DIR / 'celery-results.sqlite3').resolve()}"),
         schedule=_crontab(env.get("BACKUP_SCHEDULE") or DEFAULT_SCHEDULE),
         prune_schedule=_crontab(env.get("BACKUP_PRUNE_SCHEDULE") or DEFAULT_PRUNE_SCHEDULE, "BACKUP_PRUNE_SCHEDULE"),
         verify_schedule=_optional_crontab(env.get("BACKUP_VERIFY_SCHEDULE", DEFAULT_VERIFY_SCHEDULE)),
@@ -187,6 +188,19 @@ def _target_spec(name: str, spec: object, shape: str) -> tuple[str, str | None]:
     if queue is not None and (not isinstance(queue, str) or not OBJECT_NAME.fullmatch(queue)):
         raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_TARGETS: {name!r}: queue must be [A-Za-z0-9._-]")
     return spec["url"], queue
+
+
+def _embedded(url: str) -> str:
+    """A broker or result backend in a local SQLite file: its folder is made wherever it is."""
+    for scheme in ("sqla+sqlite:///", "db+sqlite:///", "sqlite:///"):
+        if url.startswith(scheme) and url[len(scheme):]:
+            folder = Path(url[len(scheme):]).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise errors.ConfigError(errors.CONFIG_INVALID, f"{folder}: cannot create the embedded "
+                                         f"broker's folder ({exc.strerror})") from exc
+    return url
 
 
 def _flag(env: Mapping[str, str], variable: str) -> bool:

@@ -125,18 +125,16 @@ class NewArtifact:
         self._writer = self._catalogue.store.create(self._names())
         self._pipeline = WritePipeline(self._writer, self._compression, list(self._catalogue.encryption.recipients))
         self.tail = b""
+        self.content_bytes = 0
 
     def write(self, data: bytes) -> int:
         self._pipeline.write(data)
         self.tail = (self.tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
+        self.content_bytes += len(data)
         return len(data)
 
     def flush(self) -> None:
         """(Streams flush at close; here for callers that expect a file.)"""
-
-    @property
-    def content_bytes(self) -> int:
-        return self._pipeline.content_bytes
 
     def restart(self) -> None:
         """Throw away what was written so far and start again (before a fallback)."""
