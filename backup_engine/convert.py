@@ -185,6 +185,7 @@ def convert_backup(catalogue: Catalogue, backup_filename: str, dialect: str | No
         raise errors.InvalidRequest(errors.UNKNOWN_FORMAT, f"{entry.name} is a {manifest.format!r} backup, not JSON")
     if dialect is not None:
         engine_class(dialect)  # an unknown dialect is refused before any work
+    catalogue.readable(entry)
     with catalogue.source(entry).local_file() as path:
         reader = read_document(path, entry.name)
         prefix = prefix_of(entry.name) or manifest.prefix or manifest.target

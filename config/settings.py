@@ -21,6 +21,8 @@ from backup_engine.dumpinfo import ClientTools
 from backup_engine.registry import client_tools
 from backup_engine.retention import RetentionPolicy
 from backup_engine.storage.base import OBJECT_NAME, check_object_name
+from backup_engine.storage.compression import Compression
+from backup_engine.storage.encryption import load_identities, parse_recipients
 from backup_engine.targets import Target, mask_url
 
 VAR_DIR = Path("var")
@@ -64,7 +66,9 @@ class Settings:
     demo: bool = False
     storage_url: str = ""
     signing_key: bytes = field(default=b"", repr=False)
-    compression: str = "none"
+    compression: Compression = Compression()
+    recipients: tuple[str, ...] = ()
+    identity_file: Path | None = None
     upload_allow_superuser: bool = False
     upload_max_statement_bytes: int = 64 * 1024 * 1024
 
@@ -85,7 +89,9 @@ class Settings:
             "result_backend": _mask_backend(self.result_backend),
             "schedule": self.schedule,
             "schedule_formats": list(self.schedule_formats),
-            "storage": self.storage_url,
+            "storage": mask_url(self.storage_url) if "@" in self.storage_url else self.storage_url,
+            "compression": str(self.compression),
+            "encrypted_to": len(self.recipients),
             "tools": self.tools.as_dict(),
         }
 
@@ -104,8 +110,15 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
     if prefix is not None:
         _as_config_error("BACKUP_FILE_PREFIX", lambda: check_object_name(prefix, "BACKUP_FILE_PREFIX"))
     storage_url = env.get("BACKUP_STORAGE_URL") or backup_dir.as_uri()
+    identity_file = env.get("BACKUP_ENCRYPTION_IDENTITY_FILE") or None
+    if identity_file is not None:
+        _as_config_error("BACKUP_ENCRYPTION_IDENTITY_FILE", lambda: load_identities(identity_file))
     return Settings(
         storage_url=storage_url,
+        compression=_as_config_error("BACKUP_COMPRESSION", lambda: Compression.parse(env.get("BACKUP_COMPRESSION"))),
+        recipients=tuple(_as_config_error("BACKUP_ENCRYPTION_RECIPIENTS",
+                                          lambda: parse_recipients(env.get("BACKUP_ENCRYPTION_RECIPIENTS")))),
+        identity_file=Path(identity_file) if identity_file else None,
         signing_key=_signing_key(env, backup_dir),
         upload_allow_superuser=_flag(env, "BACKUP_UPLOAD_ALLOW_SUPERUSER"),
         upload_max_statement_bytes=max(1024, _count(env, "BACKUP_UPLOAD_MAX_STATEMENT_BYTES", 64 * 1024 * 1024)),
@@ -125,6 +138,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
             keep_daily=_count(env, "BACKUP_KEEP_DAILY", RetentionPolicy.keep_daily),
             keep_weekly=_count(env, "BACKUP_KEEP_WEEKLY", RetentionPolicy.keep_weekly),
             keep_monthly=_count(env, "BACKUP_KEEP_MONTHLY", RetentionPolicy.keep_monthly),
+            keep_side=max(1, _count(env, "BACKUP_KEEP_SIDE", RetentionPolicy.keep_side)),
         ),
         schedule_formats=_formats(env.get("BACKUP_SCHEDULE_FORMATS") or "sql"),
         tools=ClientTools(**{name: _tool(env, variable, names) for name, (variable, names) in client_tools().items()}),

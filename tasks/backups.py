@@ -86,6 +86,18 @@ def retrying(body: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def on_site(task: Task, target: object, kwargs: dict[str, Any]) -> None:
+    """A task for a target that names a queue runs on a worker of that queue (next to its database):
+    one sent elsewhere (by an application that knows only the task's name) is forwarded there, and
+    its caller still gets the result under the same task id (`replace`)."""
+    chosen = settings().targets.get(target) if isinstance(target, str) else None
+    if chosen is None or not chosen.queue:
+        return
+    if (task.request.delivery_info or {}).get("routing_key") == chosen.queue:
+        return
+    raise task.replace(task.signature(kwargs=kwargs, queue=chosen.queue))
+
+
 def chained(plan: Plan, first_takes_previous: bool = False) -> Signature:
     """The plan's steps as a chain of signatures of the tasks they name."""
     from celery import current_app
@@ -103,6 +115,8 @@ def create(self: Task, target: str = "default", format: str = "sql", include_dat
            method: str = "auto", csv_safe: bool = False) -> dict[str, Any]:
     """A backup. A JSON one goes on as a chain of visible, separately retried steps:
     `convert_json_to_sql` makes its `.sql` twin, `attach_companion` names it in the result."""
+    on_site(self, target, {"target": target, "format": format, "include_data": include_data, "method": method,
+                           "csv_safe": csv_safe})
     manifest = operations.create(settings(), target=target, format=format, include_data=include_data,
                                  method=method, csv_safe=csv_safe, progress=reporter(self), with_twin=False,
                                  lock_wait=TASK_LOCK_WAIT_S)
@@ -132,6 +146,7 @@ def restore(self: Task, backup_filename: str, target: str = "default",
     """A restore. A JSON backup is restored through its `.sql` for the target's engine: an
     existing twin that checks out, or else a chain `convert_json_to_sql -> restore_converted`.
     A backup of another target or deployment restores only with `source_target` naming it."""
+    on_site(self, target, {"backup_filename": backup_filename, "target": target, "source_target": source_target})
     current = settings()
     plan, twin = operations.plan_restore(current, backup_filename=backup_filename, target=target,
                                          source_target=source_target)
@@ -147,6 +162,7 @@ def restore(self: Task, backup_filename: str, target: str = "default",
 def restore_converted(self: Task, converted: dict[str, Any], target: str, source: str,
                       source_target: str | None = None) -> dict[str, Any]:
     """Restore the `.sql` converted from JSON backup `source`; the result names both files."""
+    on_site(self, target, {"target": target, "source": source, "source_target": source_target})
     return operations.restore_converted(settings(), converted, target=target, source=source,
                                         source_target=source_target, progress=reporter(self),
                                         lock_wait=TASK_LOCK_WAIT_S)
@@ -155,12 +171,14 @@ def restore_converted(self: Task, converted: dict[str, Any], target: str, source
 @shared_task(name="backups.restore_upload", bind=True)
 @retrying
 def restore_upload(self: Task, path: str, target: str = "default") -> dict[str, Any]:
+    on_site(self, target, {"path": path, "target": target})
     return operations.restore_upload(settings(), path=path, target=target, progress=reporter(self))
 
 
 @shared_task(name="backups.verify", bind=True)
 @retrying
 def verify(self: Task, backup_filename: str) -> dict[str, Any]:
+    on_site(self, operations.backup_target(settings(), backup_filename), {"backup_filename": backup_filename})
     return operations.verify(settings(), backup_filename=backup_filename)
 
 

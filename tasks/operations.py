@@ -34,7 +34,8 @@ from backup_engine.restore import check_provenance, restore_backup
 from backup_engine.retention import is_side, newest
 from backup_engine.retention import prune as prune_catalogue
 from backup_engine.storage import open_store
-from backup_engine.storage.catalogue import Catalogue, Entry, Scope
+from backup_engine.storage.catalogue import Catalogue, Encryption, Entry, Scope
+from backup_engine.storage.encryption import load_identities
 from backup_engine.targets import Target
 from backup_engine.trust.manifest import Signer
 from backup_engine.trust.uploads import import_upload
@@ -50,7 +51,12 @@ def catalogue_for(settings: Settings) -> Catalogue:
     known = _catalogues.get(id(settings))
     if known is None or known[0] is not settings:
         store = open_store(settings.storage_url, scratch_dir=settings.backup_dir)
-        known = _catalogues[id(settings)] = (settings, Catalogue(store, Signer(settings.signing_key)))
+        identity_file = settings.identity_file
+        encryption = Encryption(recipients=settings.recipients,
+                                identities=(lambda: load_identities(identity_file)) if identity_file else None)
+        catalogue = Catalogue(store, Signer(settings.signing_key), compression=settings.compression,
+                              encryption=encryption)
+        known = _catalogues[id(settings)] = (settings, catalogue)
     return known[1]
 
 
@@ -172,6 +178,14 @@ def _source_engine(settings: Settings, entry: Entry) -> Engine:
     if name not in settings.targets:
         raise errors.InvalidRequest(errors.UNKNOWN_TARGET, f"{name!r}: the backup's target is no longer configured")
     return engine_of(settings, settings.targets[name])
+
+
+def backup_target(settings: Settings, backup_filename: str) -> str | None:
+    """The target a backup was taken of (its drill runs on that target's server), or None."""
+    try:
+        return catalogue_for(settings).entry(backup_filename).manifest.target
+    except errors.BackupError:
+        return None  # the task itself reports what is wrong with the name
 
 
 def verify(settings: Settings, *, backup_filename: str) -> dict[str, Any]:

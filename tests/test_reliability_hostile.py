@@ -334,7 +334,7 @@ def _transaction_escape(lab) -> bytes:
 HOSTILE_FILES = [
     ("empty", lambda lab: b"", "empty"),
     ("truncated dump", _truncated_dump, "ends inside COPY data"),
-    ("gzip named .sql", lambda lab: gzip.compress(Path(lab["seeds"]["victim"]["path"]).read_bytes()), "gzip"),
+    ("gzip of binary junk named .sql", lambda lab: gzip.compress(os.urandom(2000) + b"\x00"), "binary"),
     ("binary junk", lambda lab: os.urandom(2000) + b"\x00" + os.urandom(2000), "binary"),
     ("CSV zip", lambda lab: _csv_zip(), "export only"),
     ("SQLite file into PostgreSQL", lambda lab: lab["lite"].read_bytes(), "restores only into SQLite"),

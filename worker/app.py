@@ -33,6 +33,19 @@ def transport_options(broker_url: str, time_limit_s: int) -> dict[str, object]:
     return {}
 
 
+def site_router(settings: Settings):  # noqa: ANN201 - Celery's router signature
+    """Tasks of a target that names a `queue` go to that queue, where a worker next to its database
+    (`-Q site-a`) takes them; everything else goes to the default queue."""
+
+    def route(name: str, args: object, kwargs: dict | None, options: dict, task: object = None,
+              **_: object) -> dict[str, str] | None:
+        target = (kwargs or {}).get("target")
+        chosen = settings.targets.get(target) if isinstance(target, str) else None
+        return {"queue": chosen.queue} if chosen is not None and chosen.queue else None
+
+    return route
+
+
 def make_app(settings: Settings) -> Celery:
     app = Celery("backup_worker", broker=settings.broker_url, backend=settings.result_backend,
                  include=["tasks.backups"])
@@ -55,6 +68,7 @@ def make_app(settings: Settings) -> Celery:
         enable_utc=True,
         timezone="UTC",
         beat_schedule=beat_schedule(settings),
+        task_routes=(site_router(settings),),
     )
     return app
 

@@ -28,6 +28,7 @@ from backup_engine.formats import Format
 from backup_engine.scratch import private_folder
 from backup_engine.storage.base import Store, check_object_name
 from backup_engine.storage.compression import Compression, object_suffix
+from backup_engine.storage.encryption import public_keys
 from backup_engine.storage.stages import ReadPipeline, WritePipeline
 from backup_engine.trust.manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, Manifest, Signer
 
@@ -299,11 +300,21 @@ class Catalogue:
             raise errors.ArtifactError(errors.CHECKSUM_MISMATCH, manifest.backup_filename)
 
     def identities_for(self, manifest: Manifest) -> list[str]:
+        """The identities that open this backup; refused up front (before anything is touched) when
+        this worker has none, or none of its identities is among the backup's recipients."""
         if manifest.encryption is None:
             return []
         if self.encryption.identities is None:
             raise errors.ArtifactError(errors.IDENTITY_MISSING, manifest.backup_filename)
-        return self.encryption.identities()
+        identities = self.encryption.identities()
+        recipients = set((manifest.encryption or {}).get("recipients") or [])
+        if recipients and not recipients & set(public_keys(identities)):
+            raise errors.ArtifactError(errors.IDENTITY_MISMATCH, manifest.backup_filename)
+        return identities
+
+    def readable(self, entry: Entry) -> None:
+        """Refuse now, not half-way, a backup this worker cannot read (no identity for it)."""
+        self.identities_for(entry.manifest)
 
     def listing(self, *, scope: Scope | None = None, target: str | None = None) -> Listing:
         """The backups `scope` owns (and of `target`), newest first, and its manifests that are corrupt."""
