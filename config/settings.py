@@ -71,6 +71,9 @@ class Settings:
     identity_file: Path | None = None
     upload_allow_superuser: bool = False
     upload_max_statement_bytes: int = 64 * 1024 * 1024
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs may hold tokens
+    notify_on: str = "failure"
+    stale_after_h: float = 26.0
 
     def target(self, name: object) -> Target:
         """The configured target `name`; the refusal names no other target (a caller may be anyone)."""
@@ -122,6 +125,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
         signing_key=_signing_key(env, backup_dir),
         upload_allow_superuser=_flag(env, "BACKUP_UPLOAD_ALLOW_SUPERUSER"),
         upload_max_statement_bytes=max(1024, _count(env, "BACKUP_UPLOAD_MAX_STATEMENT_BYTES", 64 * 1024 * 1024)),
+        notify_urls=tuple(url.strip() for url in (env.get("BACKUP_NOTIFY_URLS") or "").split(",") if url.strip()),
+        notify_on=_choice(env, "BACKUP_NOTIFY_ON", ("failure", "all"), "failure"),
+        stale_after_h=_seconds(env, "BACKUP_STALE_AFTER_H", 26.0),
         targets=targets,
         backup_dir=backup_dir,
         upload_dir=upload_dir,
@@ -202,6 +208,13 @@ def _target_spec(name: str, spec: object, shape: str) -> tuple[str, str | None]:
     if queue is not None and (not isinstance(queue, str) or not OBJECT_NAME.fullmatch(queue)):
         raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_TARGETS: {name!r}: queue must be [A-Za-z0-9._-]")
     return spec["url"], queue
+
+
+def _choice(env: Mapping[str, str], variable: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(variable) or default).strip().lower()
+    if value not in choices:
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={value!r}: one of {', '.join(choices)}")
+    return value
 
 
 def _embedded(url: str) -> str:

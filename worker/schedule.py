@@ -9,6 +9,8 @@ from celery.schedules import crontab
 from backup_engine.registry import engine_class
 from config.settings import Settings
 
+STALE_CHECK_MINUTE = "17"  # hourly
+
 
 def as_crontab(expression: str) -> crontab:
     minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
@@ -28,6 +30,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         if fmt in engine_class(target.dialect).formats
     }
     schedule["prune"] = {"task": "backups.prune", "schedule": as_crontab(settings.prune_schedule)}
+    schedule["check-stale"] = {"task": "backups.check_stale", "schedule": crontab(minute=STALE_CHECK_MINUTE)}
     if settings.verify_schedule:  # one drill per target, on its own queue: it restores on that target's server
         for name, target in sorted(settings.targets.items()):
             schedule[f"verify-latest-{name}"] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from typing import Any, BinaryIO, ClassVar
 
 from backup_engine import errors
@@ -118,6 +119,9 @@ class PostgresEngine(Engine):
 
     def sweep(self) -> list[str]:
         return swap.sweep(self.target)
+
+    def exclusive(self, namespace: str, wait_s: float) -> AbstractContextManager[None]:
+        return swap.exclusive(self.target, namespace, wait_s)
 
     # --- uploads -----------------------------------------------------------------------------
     def check_upload(self, stream: BinaryIO, format: str, max_statement_bytes: int = MAX_STATEMENT_BYTES

@@ -41,6 +41,7 @@ OURS = (RESTORE_PREFIX, REPLACED_PREFIX, DRILL_PREFIX)
 MAINTENANCE_DATABASES = ("postgres", "template1")
 SWAP_ATTEMPTS = 20
 SWAP_PAUSE_S = 0.25
+LOCK_POLL_S = 0.2
 # Settings whose value is a list of quoted names: each element is its own literal (as pg_dump does).
 LIST_SETTINGS = frozenset({"search_path", "temp_tablespaces", "local_preload_libraries",
                            "session_preload_libraries", "shared_preload_libraries", "unix_socket_directories"})
@@ -86,7 +87,7 @@ def admin_session(target: Target) -> Iterator[Any]:
     """An autocommit session on the server's maintenance database (never the target itself)."""
     conn = None
     last: errors.BackupError | None = None
-    for name in MAINTENANCE_DATABASES:
+    for name in (db for db in MAINTENANCE_DATABASES if db != target.url.database):
         try:
             conn = psycopg2.connect(**connect_kwargs(target.url.set(database=name)))
             break
@@ -100,6 +101,25 @@ def admin_session(target: Target) -> Iterator[Any]:
         yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def exclusive(target: Target, namespace: str, wait_s: float) -> Iterator[None]:
+    """The target's lock: a session advisory lock on its server, held by a session of our own, so
+    it holds across workers on any machine and goes the moment its holder dies (the server sees
+    the connection drop), with no expiry to wait out."""
+    key = sql.SQL("pg_catalog.hashtext({})").format(sql.Literal(f"backup-worker:{namespace}:{target.url.database}"))
+    with admin_session(target) as admin, admin.cursor() as cur:
+        deadline = time.monotonic() + wait_s
+        while True:
+            cur.execute(sql.SQL("SELECT pg_catalog.pg_try_advisory_lock({})").format(key))
+            if cur.fetchone()[0]:
+                break
+            if time.monotonic() >= deadline:
+                raise errors.TargetBusy(errors.TARGET_BUSY, f"another backup or restore of {target.name!r} is "
+                                        f"running (waited {wait_s:.0f}s)")
+            time.sleep(LOCK_POLL_S)
+        yield
 
 
 def lock_key(name: str) -> sql.Composable:
