@@ -1,0 +1,203 @@
+"""A PostgreSQL catalog's objects in dependency order, as pg_dump orders them.
+
+Each object the script creates is a node: the statements that create it, a section (before the
+data, after it, or a materialized view's refresh at the very end), a kind priority and a name
+(pg_dump's order where no dependency decides). The catalog's own `pg_depend` edges decide the
+rest: each side of an edge is a catalog object (class, oid), mapped onto the node that creates
+it by `alias` (a table's row type, its columns' defaults and inline checks belong to the table's
+node, an index that backs a constraint to the constraint's, an extension's members to the
+extension's).
+
+A node before the data that needs one after it (a view grouping by a primary key) moves after
+the data, with whatever needs it in turn; a table cannot move (the data needs it), so such a
+loop is refused with its objects named, as is any cycle the kinds above do not break.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from backup_engine.formats.model import CatalogNode
+
+SECTIONS = ("pre", "post", "refresh")
+# pg_dump's object type priorities (pg_dump_sort.c), for what dependencies leave open.
+PRIORITY = {kind: rank for rank, kinds in enumerate((
+    ("schema",), ("language",), ("collation",), ("transform",), ("extension",),
+    ("shell type", "enum", "composite type", "range type", "domain", "type"), ("cast",),
+    ("function", "procedure"), ("aggregate",), ("access method",), ("operator",),
+    ("operator family", "operator class"), ("conversion",), ("text search parser",), ("text search template",),
+    ("text search dictionary",), ("text search configuration",), ("foreign-data wrapper",),
+    ("server", "user mapping"), ("table", "view", "materialized view", "sequence", "foreign table"),
+    ("partition attach", "sequence owned by"), ("default", "check constraint", "domain constraint"),
+    ("constraint",), ("index",), ("index attach",), ("statistics",), ("rule",), ("trigger",), ("foreign key",),
+    ("row security", "policy"), ("refresh",),
+)) for kind in kinds}
+
+
+class OrderError(Exception):
+    """The objects cannot be ordered: `names` form a dependency loop (or a table needs what comes after the data)."""
+
+    def __init__(self, names: list[str], why: str) -> None:
+        self.names = names
+        self.why = why
+        super().__init__(f"{why}: {', '.join(names)}")
+
+
+@dataclass
+class Node:
+    id: str
+    kind: str
+    name: str
+    statements: list[str]
+    section: str
+    sort_name: tuple[str, ...]
+    fixed: bool = False  # stays before the data (a table: the rows need it)
+    deps: set[str] = field(default_factory=set)
+
+    def key(self) -> tuple:
+        return (PRIORITY.get(self.kind, len(PRIORITY)), self.sort_name, self.id)
+
+
+@dataclass
+class DependRow:
+    """One row of pg_depend: (class, oid, column) depends on (class, oid, column)."""
+
+    classid: str
+    objid: int
+    objsubid: int
+    refclassid: str
+    refobjid: int
+    refobjsubid: int
+    deptype: str
+
+
+class Graph:
+    """Nodes, the catalog objects each one creates, and the edges between them."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.aliases: dict[tuple[str, int], str] = {}
+        self.column_aliases: dict[tuple[str, int, int], str] = {}  # (class, oid, column) -> node
+        self.comment_targets: dict[tuple[str, int, int], tuple[str, str]] = {}  # object -> (SQL name, node)
+        self.depends: dict[tuple[str, int], list[DependRow]] = {}
+        self.referenced_by: dict[tuple[str, int], list[DependRow]] = {}
+        self.skip: set[tuple[str, int, str, int]] = set()  # pg_depend edges that a node of its own carries
+
+    # --- building -----------------------------------------------------------------------------------
+    def load_depend(self, rows: Iterable[tuple]) -> None:
+        for row in rows:
+            dep = DependRow(*row)
+            self.depends.setdefault((dep.classid, dep.objid), []).append(dep)
+            self.referenced_by.setdefault((dep.refclassid, dep.refobjid), []).append(dep)
+
+    def references(self, classid: str, objid: int, refclassid: str | None = None,
+                   deptypes: str = "nai") -> list[DependRow]:
+        """What the object depends on (optionally only objects of `refclassid`)."""
+        return [dep for dep in self.depends.get((classid, objid), [])
+                if dep.deptype in deptypes and (refclassid is None or dep.refclassid == refclassid)]
+
+    def add(self, classid: str, oid: int, kind: str, name: str, statements: list[str], section: str = "pre",
+            sort_name: tuple[str, ...] = (), fixed: bool = False, node_id: str | None = None) -> Node:
+        """A node creating the catalog object (classid, oid); also its alias."""
+        node_id = node_id or f"{classid}:{oid}"
+        node = Node(id=node_id, kind=kind, name=name, statements=list(statements), section=section,
+                    sort_name=sort_name or (name,), fixed=fixed)
+        self.nodes[node_id] = node
+        if oid:
+            self.aliases.setdefault((classid, oid), node_id)
+        return node
+
+    def alias(self, classid: str, oid: int, node_id: str) -> None:
+        """The catalog object (classid, oid) is created by the node `node_id`."""
+        self.aliases[(classid, oid)] = node_id
+
+    def alias_column(self, classid: str, oid: int, column: int, node_id: str) -> None:
+        self.column_aliases[(classid, oid, column)] = node_id
+
+    def comment_target(self, classid: str, oid: int, subid: int, target: str, node_id: str) -> None:
+        """COMMENT ON `target` names the object; it exists once `node_id` ran."""
+        self.comment_targets[(classid, oid, subid)] = (target, node_id)
+
+    def resolve(self, classid: str, oid: int, subid: int = 0) -> str | None:
+        node_id = self.column_aliases.get((classid, oid, subid)) if subid else None
+        node_id = node_id or self.aliases.get((classid, oid))
+        seen = 0
+        while node_id is not None and node_id not in self.nodes and seen < 8:  # an alias of an alias
+            classid, _, rest = node_id.partition(":")
+            node_id = self.aliases.get((classid, int(rest))) if rest.isdigit() else None
+            seen += 1
+        return node_id
+
+    def depend(self, node_id: str, on: str | None) -> None:
+        if on is not None and on != node_id and on in self.nodes:
+            self.nodes[node_id].deps.add(on)
+
+    def link_catalog(self) -> None:
+        """Every pg_depend edge between two carried objects, as an edge between their nodes."""
+        for rows in self.depends.values():
+            for dep in rows:
+                if (dep.classid, dep.objid, dep.refclassid, dep.refobjid) in self.skip:
+                    continue
+                node = self.resolve(dep.classid, dep.objid, dep.objsubid)
+                if node is not None:
+                    self.depend(node, self.resolve(dep.refclassid, dep.refobjid, dep.refobjsubid))
+
+    # --- ordering -----------------------------------------------------------------------------------
+    def ordered(self) -> list[CatalogNode]:
+        """Nodes in an order every dependency allows; raises OrderError naming a loop."""
+        self._move_after_data()
+        ordered: list[Node] = []
+        for section in SECTIONS:
+            ordered += self._sorted([node for node in self.nodes.values() if node.section == section])
+        return [CatalogNode(kind=n.kind, name=n.name, statements=n.statements, section=n.section) for n in ordered]
+
+    def _move_after_data(self) -> None:
+        rank = {name: i for i, name in enumerate(SECTIONS)}
+        changed = True
+        while changed:
+            changed = False
+            for node in self.nodes.values():
+                latest = max((self.nodes[dep].section for dep in node.deps), key=rank.__getitem__, default="pre")
+                latest = "post" if latest == "refresh" and node.section != "refresh" else latest
+                if rank[latest] > rank[node.section]:
+                    if node.fixed:
+                        blockers = [self.nodes[dep].name for dep in node.deps if self.nodes[dep].section != "pre"]
+                        raise OrderError([node.name, *blockers], "a table needs objects created after the data")
+                    node.section = latest
+                    changed = True
+
+    def _sorted(self, nodes: list[Node]) -> list[Node]:
+        members = {node.id for node in nodes}
+        waiting = {node.id: {dep for dep in node.deps if dep in members} for node in nodes}
+        needed_by: dict[str, list[str]] = {}
+        for node_id, deps in waiting.items():
+            for dep in deps:
+                needed_by.setdefault(dep, []).append(node_id)
+        ready = [(self.nodes[node_id].key(), node_id) for node_id, deps in waiting.items() if not deps]
+        heapq.heapify(ready)
+        out: list[Node] = []
+        while ready:
+            _, node_id = heapq.heappop(ready)
+            out.append(self.nodes[node_id])
+            for other in needed_by.get(node_id, []):
+                waiting[other].discard(node_id)
+                if not waiting[other]:
+                    heapq.heappush(ready, (self.nodes[other].key(), other))
+        if len(out) < len(nodes):
+            stuck = {node_id for node_id, deps in waiting.items() if deps}
+            raise OrderError(self._loop(stuck, waiting), "a dependency loop")
+        return out
+
+    def _loop(self, stuck: set[str], waiting: dict[str, set[str]]) -> list[str]:
+        """The names along one cycle among `stuck` nodes."""
+        start = min(stuck)
+        path: list[str] = []
+        seen: dict[str, int] = {}
+        node_id = start
+        while node_id not in seen:
+            seen[node_id] = len(path)
+            path.append(node_id)
+            node_id = min(dep for dep in waiting[node_id] if dep in stuck)
+        return [self.nodes[n].name for n in path[seen[node_id]:]]
