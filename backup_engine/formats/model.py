@@ -243,6 +243,26 @@ def extras_to_dict(extras: SchemaExtras) -> dict[str, Any]:
     return asdict(extras)
 
 
+# Kinds of catalog nodes the typed lists above also carry (what a document that is not ours
+# restores from, every fragment vetted); the others only travel in the catalog section.
+TYPED_KINDS = frozenset({
+    "schema", "extension", "enum", "domain", "domain constraint", "function", "procedure", "sequence",
+    "sequence owned by", "table", "partition attach", "default", "check constraint", "constraint", "foreign key",
+    "index", "index attach", "view", "materialized view", "refresh", "trigger",
+})
+
+
+def catalog_only_objects(data: dict[str, Any] | None) -> list[str]:
+    """What a document's catalog section holds that its typed lists do not: "aggregate x", ..."""
+    if not isinstance(data, dict):
+        return []
+    nodes = data.get("nodes") or []
+    found = [f"{node.get('kind')} {node.get('name')}" for node in nodes
+             if isinstance(node, dict) and node.get("kind") not in TYPED_KINDS]
+    found += [f"large object {lo.get('oid')}" for lo in data.get("large_objects") or [] if isinstance(lo, dict)]
+    return found
+
+
 def catalog_from_dict(data: dict[str, Any] | None) -> PgCatalog | None:
     if data is None:
         return None
