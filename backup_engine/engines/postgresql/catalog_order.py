@@ -8,7 +8,9 @@ it by `alias` (a table's row type, its columns' defaults and inline checks belon
 node, an index that backs a constraint to the constraint's, an extension's members to the
 extension's).
 
-A node before the data that needs one after it (a view grouping by a primary key) moves after
+A view in a dependency loop (a function returning its rows that it calls) is split in two, as
+pg_dump splits it: a stand-in with the view's columns first, its real definition once what it
+uses exists. A node before the data that needs one after it (a view grouping by a primary key) moves after
 the data, with whatever needs it in turn; a table cannot move (the data needs it), so such a
 loop is refused with its objects named, as is any cycle the kinds above do not break.
 """
@@ -37,12 +39,11 @@ PRIORITY = {kind: rank for rank, kinds in enumerate((
 
 
 class OrderError(Exception):
-    """The objects cannot be ordered: `names` form a dependency loop (or a table needs what comes after the data)."""
+    """The objects cannot be ordered: a dependency loop, or a table that needs what comes after the data."""
 
-    def __init__(self, names: list[str], why: str) -> None:
-        self.names = names
-        self.why = why
-        super().__init__(f"{why}: {', '.join(names)}")
+    def __init__(self, what: str) -> None:
+        self.what = what  # "the dependency loop a -> b -> a", ...
+        super().__init__(what)
 
 
 @dataclass
@@ -55,6 +56,10 @@ class Node:
     sort_name: tuple[str, ...]
     fixed: bool = False  # stays before the data (a table: the rows need it)
     deps: set[str] = field(default_factory=set)
+    # a view in a loop is split as pg_dump splits it: a stand-in with its columns (these statements),
+    # then its real definition by CREATE OR REPLACE
+    split: list[str] | None = None
+    split_needs: list[tuple[str, int]] = field(default_factory=list)  # the stand-in's column types
 
     def key(self) -> tuple:
         return (PRIORITY.get(self.kind, len(PRIORITY)), self.sort_name, self.id)
@@ -84,6 +89,8 @@ class Graph:
         self.depends: dict[tuple[str, int], list[DependRow]] = {}
         self.referenced_by: dict[tuple[str, int], list[DependRow]] = {}
         self.skip: set[tuple[str, int, str, int]] = set()  # pg_depend edges that a node of its own carries
+        # (node, node it depends on) -> the node it needs instead: a type's support functions need its shell
+        self.redirects: dict[tuple[str, str], str] = {}
 
     # --- building -----------------------------------------------------------------------------------
     def load_depend(self, rows: Iterable[tuple]) -> None:
@@ -142,7 +149,8 @@ class Graph:
                     continue
                 node = self.resolve(dep.classid, dep.objid, dep.objsubid)
                 if node is not None:
-                    self.depend(node, self.resolve(dep.refclassid, dep.refobjid, dep.refobjsubid))
+                    on = self.resolve(dep.refclassid, dep.refobjid, dep.refobjsubid)
+                    self.depend(node, self.redirects.get((node, on or ""), on))
 
     # --- ordering -----------------------------------------------------------------------------------
     def ordered(self) -> list[CatalogNode]:
@@ -164,11 +172,26 @@ class Graph:
                 if rank[latest] > rank[node.section]:
                     if node.fixed:
                         blockers = [self.nodes[dep].name for dep in node.deps if self.nodes[dep].section != "pre"]
-                        raise OrderError([node.name, *blockers], "a table needs objects created after the data")
+                        raise OrderError(f"{node.kind} {node.name} (it needs {', '.join(sorted(blockers))},"
+                                         " which can only be created after the data)")
                     node.section = latest
                     changed = True
 
     def _sorted(self, nodes: list[Node]) -> list[Node]:
+        section = nodes[0].section if nodes else "pre"
+        for _ in range(len(nodes) + 1):
+            out, stuck = self._kahn(nodes)
+            if not stuck:
+                return out
+            loop = self._loop(stuck)
+            if not self._split(loop):
+                names = [self.nodes[n].name for n in loop]
+                raise OrderError(f"the dependency loop {' -> '.join([*names, names[0]])}")
+            nodes = [node for node in self.nodes.values() if node.section == section]
+        raise OrderError(f"a dependency loop among {', '.join(node.name for node in nodes)}")
+
+    def _kahn(self, nodes: list[Node]) -> tuple[list[Node], dict[str, set[str]]]:
+        """Nodes in order as far as they go, and the deps of those a loop holds back."""
         members = {node.id for node in nodes}
         waiting = {node.id: {dep for dep in node.deps if dep in members} for node in nodes}
         needed_by: dict[str, list[str]] = {}
@@ -185,19 +208,35 @@ class Graph:
                 waiting[other].discard(node_id)
                 if not waiting[other]:
                     heapq.heappush(ready, (self.nodes[other].key(), other))
-        if len(out) < len(nodes):
-            stuck = {node_id for node_id, deps in waiting.items() if deps}
-            raise OrderError(self._loop(stuck, waiting), "a dependency loop")
-        return out
+        return out, {node_id: deps for node_id, deps in waiting.items() if deps}
 
-    def _loop(self, stuck: set[str], waiting: dict[str, set[str]]) -> list[str]:
-        """The names along one cycle among `stuck` nodes."""
-        start = min(stuck)
+    def _loop(self, stuck: dict[str, set[str]]) -> list[str]:
+        """The ids along one cycle among the nodes held back."""
         path: list[str] = []
         seen: dict[str, int] = {}
-        node_id = start
+        node_id = min(stuck)
         while node_id not in seen:
             seen[node_id] = len(path)
             path.append(node_id)
-            node_id = min(dep for dep in waiting[node_id] if dep in stuck)
-        return [self.nodes[n].name for n in path[seen[node_id]:]]
+            node_id = min(dep for dep in stuck[node_id] if dep in stuck)
+        return path[seen[node_id]:]
+
+    def _split(self, loop: list[str]) -> bool:
+        """Break the loop at a view: its stand-in takes whatever needed the view."""
+        view = next((self.nodes[n] for n in loop if self.nodes[n].split is not None), None)
+        if view is None or view.split is None:
+            return False
+        stand_in = Node(id=f"stand-in:{view.id}", kind=view.kind, name=view.name, statements=view.split,
+                        section=view.section, sort_name=view.sort_name,
+                        deps={dep for dep in view.deps if self.nodes[dep].kind in ("schema", "extension")})
+        for classid, oid in view.split_needs:
+            self.depend(stand_in.id, self.resolve(classid, oid))
+        self.nodes[stand_in.id] = stand_in
+        for node in self.nodes.values():
+            if view.id in node.deps and node is not stand_in:
+                node.deps.discard(view.id)
+                node.deps.add(stand_in.id)
+        view.deps.add(stand_in.id)
+        first = view.statements[0].replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1)
+        view.statements, view.split = [first, *view.statements[1:]], None
+        return True

@@ -75,7 +75,7 @@ def read_catalog(cur: Any) -> CatalogReading:
     try:
         nodes = r.graph.ordered()
     except OrderError as exc:
-        r.refused.append(f"{exc.why}: {', '.join(exc.names)}")
+        r.refused.append(exc.what)
         nodes = []
     large_objects = [LargeObjectDef(oid=oid, comment=comment) for oid, comment in read_large_objects(r)]
     catalog = PgCatalog(nodes=nodes, large_objects=large_objects, not_carried=list(r.not_carried))

@@ -413,6 +413,12 @@ def _view(r: Reading, rel: Relation) -> None:
         statements = [f"CREATE VIEW {rel.name}{options} AS\n{definition}{check}"]
     kind = "materialized view" if rel.kind == "m" else "view"
     node = r.graph.add("pg_class", rel.oid, kind, rel.name, statements, sort_name=(rel.schema, rel.plain))
+    if rel.kind == "v":
+        columns = ", ".join(f"NULL::{c.type}" + (f" COLLATE {c.collation}" if c.collation else "") + f" AS {c.name}"
+                            for c in rel.columns)
+        node.split = [f"CREATE VIEW {rel.name} AS\n SELECT {columns}"]
+        node.split_needs = [(dep.refclassid, dep.refobjid) for dep in r.graph.references("pg_class", rel.oid)
+                            if dep.objsubid and dep.refclassid in ("pg_type", "pg_collation")]
     _comment_targets(r, rel, node.id)
     for column in rel.columns:
         if column.default is not None:

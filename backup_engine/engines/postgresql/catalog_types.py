@@ -64,11 +64,22 @@ SELECT r.rngtypid, format_type(r.rngsubtype, NULL),
             THEN r.rngcollation::regcollation::text END,
        CASE WHEN NOT opc.opcdefault THEN {qualified('opn', 'opc.opcname')} END,
        nullif(r.rngcanonical, 0)::regproc::text, nullif(r.rngsubdiff, 0)::regproc::text,
-       r.rngmultitypid, format_type(r.rngmultitypid, NULL)
+       r.rngmultitypid, format_type(r.rngmultitypid, NULL), r.rngcanonical::oid
 FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oid = t.typnamespace
 JOIN pg_type st ON st.oid = r.rngsubtype
 JOIN pg_opclass opc ON opc.oid = r.rngsubopc JOIN pg_namespace opn ON opn.oid = opc.opcnamespace
 WHERE {user_object('pg_type', 't.oid')}"""
+
+BASE_TYPES_SQL = f"""
+SELECT t.oid, t.typlen, t.typinput::regproc::text, t.typoutput::regproc::text,
+       nullif(t.typreceive, 0)::regproc::text, nullif(t.typsend, 0)::regproc::text,
+       nullif(t.typmodin, 0)::regproc::text, nullif(t.typmodout, 0)::regproc::text,
+       nullif(t.typanalyze, 0)::regproc::text, nullif(to_jsonb(t) ->> 'typsubscript', '-'),
+       t.typbyval, t.typalign::text, t.typstorage::text, t.typcategory::text, t.typispreferred, t.typdefault,
+       CASE WHEN t.typelem <> 0 THEN format_type(t.typelem, NULL) END, t.typdelim::text, t.typcollation <> 0,
+       ARRAY[t.typinput, t.typoutput, t.typreceive, t.typsend, t.typmodin, t.typmodout, t.typanalyze]::oid[]
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE t.typtype = 'b' AND {user_object('pg_type', 't.oid')}"""
 
 DOMAINS_SQL = f"""
 SELECT t.oid, format_type(t.typbasetype, t.typtypmod), t.typnotnull,
@@ -140,8 +151,8 @@ def read_collations(r: Reading) -> None:
 
 
 def read_types(r: Reading) -> None:
-    """Enums, composite types, ranges, domains and shells; arrays, row types and multiranges are
-    aliases of what makes them. Base types (C input/output functions) are refused."""
+    """Enums, composite types, ranges, domains, base types and shells; arrays, row types and
+    multiranges are aliases of what makes them."""
     types = {row[0]: row for row in r.rows(TYPES_SQL)}
     labels = dict(r.rows(ENUM_LABELS_SQL))
     attributes: dict[int, list[tuple]] = {}
@@ -160,10 +171,49 @@ def read_types(r: Reading) -> None:
             r.graph.alias("pg_class", relid, node)
         elif kind == "p" and not defined:
             _type_node(r, oid, "shell type", name, [f"CREATE TYPE {name}"], schema, plain)
-        elif kind == "b":
-            r.refused.append(f"base type {name} (input/output functions in C)")
+    _base_types(r, types)
     _ranges(r, types)
     _domains(r, types)
+
+
+ALIGNMENT = {"c": "char", "s": "int2", "i": "int4", "d": "double"}
+TYPE_STORAGE = {"p": "plain", "e": "external", "m": "main", "x": "extended"}
+
+
+def _shell(r: Reading, oid: int, name: str, schema: str, plain: str, functions: list[int]) -> None:
+    """`CREATE TYPE name` first: the type's support functions take or return it before it is whole."""
+    shell = r.graph.add("shell", oid, "shell type", f"shell of {name}", [f"CREATE TYPE {name}"],
+                        sort_name=(schema, plain))
+    r.graph.depend(f"pg_type:{oid}", shell.id)
+    for function in functions:
+        if function:
+            r.graph.redirects[(f"pg_proc:{function}", f"pg_type:{oid}")] = shell.id
+
+
+def _base_types(r: Reading, types: dict[int, Any]) -> None:
+    """Base types (input and output functions in C), as pg_dump writes them: a shell, the
+    functions, then CREATE TYPE with every property."""
+    for (oid, length, input_, output, receive, send, modin, modout, analyze, subscript, by_value, align, storage,
+         category, preferred, default, element, delimiter, collatable, functions) in r.rows(BASE_TYPES_SQL):
+        name, made_by, schema, plain = types[oid][1], types[oid][4], types[oid][8], types[oid][9]
+        if made_by:
+            continue
+        options = [f"INTERNALLENGTH = {'variable' if length < 0 else length}", f"INPUT = {input_}",
+                   f"OUTPUT = {output}"]
+        options += [f"{word} = {function}" for word, function in (
+            ("RECEIVE", receive), ("SEND", send), ("TYPMOD_IN", modin), ("TYPMOD_OUT", modout),
+            ("ANALYZE", analyze), ("SUBSCRIPT", subscript)) if function]
+        options += ["PASSEDBYVALUE"] if by_value else []
+        options += [f"ALIGNMENT = {ALIGNMENT[align]}", f"STORAGE = {TYPE_STORAGE[storage]}",
+                    f"CATEGORY = {literal(category)}"]
+        options += ["PREFERRED = true"] if preferred else []
+        options += [f"DEFAULT = {literal(default)}"] if default is not None else []
+        options += [f"ELEMENT = {element}"] if element else []
+        options += [f"DELIMITER = {literal(delimiter)}"] if delimiter != "," else []
+        options += ["COLLATABLE = true"] if collatable else []
+        _type_node(r, oid, "type", name, [f"CREATE TYPE {name} (\n    " + ",\n    ".join(options) + "\n)"],
+                   schema, plain)
+        _shell(r, oid, name, schema, plain, list(functions))
 
 
 def _type_node(r: Reading, oid: int, kind: str, name: str, statements: list[str], schema: str, plain: str,
@@ -185,18 +235,19 @@ def _composite(r: Reading, oid: int, name: str, relid: int, attributes: list[tup
 
 
 def _ranges(r: Reading, types: dict[int, Any]) -> None:
-    for oid, subtype, collation, opclass, canonical, diff, multi_oid, multirange in r.rows(RANGES_SQL):
+    for oid, subtype, collation, opclass, canonical, diff, multi_oid, multirange, canonical_oid in r.rows(
+            RANGES_SQL):
         name, schema, plain = types[oid][1], types[oid][8], types[oid][9]
-        if canonical:
-            r.refused.append(f"range type {name} (its canonical function {canonical} needs a shell type)")
-            continue
         options = [f"subtype = {subtype}", f"multirange_type_name = {multirange}"]
         options += [f"subtype_opclass = {opclass}"] if opclass else []
         options += [f"collation = {collation}"] if collation else []
+        options += [f"canonical = {canonical}"] if canonical else []
         options += [f"subtype_diff = {diff}"] if diff else []
         node = _type_node(r, oid, "range type", name, [f"CREATE TYPE {name} AS RANGE (\n    "
                                                        + ",\n    ".join(options) + "\n)"], schema, plain)
         r.graph.alias("pg_type", multi_oid, node)
+        if canonical:
+            _shell(r, oid, name, schema, plain, [canonical_oid])
 
 
 def _domains(r: Reading, types: dict[int, Any]) -> None:
