@@ -7,7 +7,7 @@ security and policies."""
 from __future__ import annotations
 
 from backup_engine.engines.postgresql.catalog_common import Reading, qualified, user_object
-from backup_engine.engines.postgresql.catalog_tables import Relation
+from backup_engine.engines.postgresql.catalog_relations import Relation
 
 INDEXES_SQL = f"""
 SELECT i.indexrelid, i.indrelid, {qualified('n', 'ic.relname')}, quote_ident(ic.relname), pg_get_indexdef(i.indexrelid),

@@ -33,7 +33,8 @@ from backup_engine.engines.postgresql.catalog_misc import (
 )
 from backup_engine.engines.postgresql.catalog_order import OrderError
 from backup_engine.engines.postgresql.catalog_post import read_post_data
-from backup_engine.engines.postgresql.catalog_tables import CONSTRAINTS_SQL, Relation, read_relations
+from backup_engine.engines.postgresql.catalog_relations import CONSTRAINTS_SQL, Relation
+from backup_engine.engines.postgresql.catalog_tables import read_relations
 from backup_engine.engines.postgresql.catalog_types import (
     read_collations,
     read_extensions,
