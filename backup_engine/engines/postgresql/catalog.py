@@ -274,20 +274,30 @@ def read_table_info(cur: Any) -> TableInfo:
     return info
 
 
+SEQUENCE_POSITIONS_BATCH = 500
+
+
 def read_sequences(cur: Any) -> list[SequenceDef]:
+    """Every sequence with its position; positions are read in batches (one query per 500
+    sequences: `SELECT last_value, is_called` is per sequence relation)."""
     from psycopg2 import sql
 
     sequences = []
     for (schema, name, data_type, start, increment, min_value, max_value, cache, cycle, deptype, tschema, table,
          column) in _rows(cur, SEQUENCES_SQL):
-        sequence = SequenceDef(schema=schema, name=name, data_type=data_type, start=start, increment=increment,
-                               min_value=min_value, max_value=max_value, cache=cache, cycle=cycle,
-                               owned_by=[tschema, table, column] if deptype and column else None,
-                               identity=deptype == "i")
-        cur.execute(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(sql.Identifier(schema),
-                                                                             sql.Identifier(name)))
-        sequence.last_value, sequence.is_called = cur.fetchone()
-        sequences.append(sequence)
+        sequences.append(SequenceDef(schema=schema, name=name, data_type=data_type, start=start, increment=increment,
+                                     min_value=min_value, max_value=max_value, cache=cache, cycle=cycle,
+                                     owned_by=[tschema, table, column] if deptype and column else None,
+                                     identity=deptype == "i"))
+    for first in range(0, len(sequences), SEQUENCE_POSITIONS_BATCH):
+        batch = sequences[first:first + SEQUENCE_POSITIONS_BATCH]
+        query = sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {}::integer, last_value, is_called FROM {}.{}").format(
+                sql.Literal(index), sql.Identifier(seq.schema or "public"), sql.Identifier(seq.name))
+            for index, seq in enumerate(batch))
+        cur.execute(query)
+        for index, last_value, is_called in cur.fetchall():
+            batch[index].last_value, batch[index].is_called = last_value, is_called
     return sequences
 
 

@@ -37,12 +37,12 @@ FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
 WHERE {user_object('pg_collation', 'co.oid')}"""
 
 TYPES_SQL = f"""
-SELECT t.oid, format_type(t.oid, NULL), t.typtype::text, t.typrelid,
-       coalesce((SELECT e.oid FROM pg_type e WHERE e.typarray = t.oid),
-                (SELECT rg.rngtypid FROM pg_range rg WHERE rg.rngmultitypid = t.oid)),
-       t.typarray, t.typisdefined,
-       (SELECT c.relkind::text FROM pg_class c WHERE c.oid = t.typrelid), n.nspname, t.typname
+SELECT t.oid, format_type(t.oid, NULL), t.typtype::text, t.typrelid, coalesce(elem.oid, rg.rngtypid),
+       t.typarray, t.typisdefined, c.relkind::text, n.nspname, t.typname
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+LEFT JOIN pg_type elem ON elem.typarray = t.oid
+LEFT JOIN pg_range rg ON rg.rngmultitypid = t.oid
+LEFT JOIN pg_class c ON c.oid = t.typrelid
 WHERE {user_object('pg_type', 't.oid')}"""
 
 ENUM_LABELS_SQL = f"""
@@ -78,8 +78,8 @@ SELECT t.oid, t.typlen, t.typinput::regproc::text, t.typoutput::regproc::text,
        t.typbyval, t.typalign::text, t.typstorage::text, t.typcategory::text, t.typispreferred, t.typdefault,
        CASE WHEN t.typelem <> 0 THEN format_type(t.typelem, NULL) END, t.typdelim::text, t.typcollation <> 0,
        ARRAY[t.typinput, t.typoutput, t.typreceive, t.typsend, t.typmodin, t.typmodout, t.typanalyze]::oid[]
-FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-WHERE t.typtype = 'b' AND {user_object('pg_type', 't.oid')}"""
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace LEFT JOIN pg_type elem ON elem.typarray = t.oid
+WHERE t.typtype = 'b' AND elem.oid IS NULL AND {user_object('pg_type', 't.oid')}"""
 
 DOMAINS_SQL = f"""
 SELECT t.oid, format_type(t.typbasetype, t.typtypmod), t.typnotnull,
