@@ -24,7 +24,7 @@ from backup_engine.dumpinfo import ClientTools
 from backup_engine.engines.postgresql.reflect import JSON_LARGE_OBJECT_LIMIT
 from backup_engine.targets import Target
 from tests import catalog_zoo, pg_compare
-from tests.engine_api import BackupStore, create_backup, restore_backup
+from tests.engine_api import BackupStore, convert, create_backup, json_format, restore_backup
 from tests.richdb_pg import connect
 from tests.test_pg_compare import Tools
 from tests.test_sqlgen import MORE_OBJECTS_SQL
@@ -382,3 +382,27 @@ def test_every_kind_pg_compare_reads_is_in_the_zoo_or_named(dbs, zoo):
     assert sorted(kind for kind, found in state.items() if not found) == [
         "access_methods", "database", "event_triggers", "languages", "publications", "transforms"]
 
+
+
+# --- a document that is not ours ----------------------------------------------------------------------------
+def test_an_untrusted_document_never_restores_from_the_catalog_section(dbs, tmp_path):
+    """The catalog section is verbatim SQL for our own documents: an upload restores from the vetted
+    typed lists, and one whose catalog holds what those cannot carry is refused, naming it."""
+    source = dbs.new("fid_upload")
+    dbs.run(source, "CREATE TABLE public.t (id integer PRIMARY KEY, v text); CREATE INDEX t_v ON public.t (v);"
+                    " CREATE VIEW public.tv AS SELECT id FROM public.t; INSERT INTO public.t VALUES (1, 'a')")
+
+    def convert_untrusted(name: str) -> str:
+        with open(tmp_path / f"{name}.json", "wb") as handle:
+            json_format.export_postgresql(Target.from_url("src", dbs.url(source)), handle, "full")
+        with open(tmp_path / f"{name}.sql", "wb") as out:
+            convert.write_sql(json_format.read_document(tmp_path / f"{name}.json"), out, trusted=False)
+        return (tmp_path / f"{name}.sql").read_text(encoding="utf-8")
+
+    text = convert_untrusted("plain")
+    assert "CREATE VIEW public.tv" in text and "ALTER TABLE ONLY" not in text  # the typed lists' script
+    dbs.run(source, "CREATE AGGREGATE public.total(integer) (SFUNC = int4pl, STYPE = integer)")
+    with pytest.raises(errors.InvalidRequest) as caught:
+        convert_untrusted("aggregate")
+    assert str(caught.value) == (f"{errors.FRAGMENT_REFUSED}: objects only a document of ours may carry:"
+                                 " aggregate public.total(integer)")
