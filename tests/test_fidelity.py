@@ -10,6 +10,7 @@ kind. Database-level objects a dump of one database leaves out are named in the 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -22,6 +23,14 @@ import pytest
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
 from backup_engine.engines.postgresql.reflect import JSON_LARGE_OBJECT_LIMIT
+from backup_engine.formats.model import (
+    CatalogNode,
+    LargeObjectDef,
+    PgCatalog,
+    SchemaExtras,
+    extras_from_dict,
+    extras_to_dict,
+)
 from backup_engine.targets import Target
 from tests import catalog_zoo, pg_compare
 from tests.engine_api import BackupStore, convert, create_backup, json_format, restore_backup
@@ -406,3 +415,12 @@ def test_an_untrusted_document_never_restores_from_the_catalog_section(dbs, tmp_
         convert_untrusted("aggregate")
     assert str(caught.value) == (f"{errors.FRAGMENT_REFUSED}: objects only a document of ours may carry:"
                                  " aggregate public.total(integer)")
+
+
+def test_the_catalog_section_round_trips_through_plain_data():
+    extras = SchemaExtras(catalog=PgCatalog(
+        nodes=[CatalogNode("table", "a.b", ["CREATE TABLE a.b ()", "COMMENT ON TABLE a.b IS 'x'"]),
+               CatalogNode("refresh", "data of a.m", ["REFRESH MATERIALIZED VIEW a.m"], "refresh")],
+        large_objects=[LargeObjectDef(424201, "c", "00ff"), LargeObjectDef(424202)], not_carried=["publication p"]))
+    assert extras_from_dict(json.loads(json.dumps(extras_to_dict(extras)))) == extras
+    assert extras_from_dict(extras_to_dict(SchemaExtras())) == SchemaExtras()

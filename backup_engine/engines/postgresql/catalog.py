@@ -8,6 +8,11 @@ the server's own deparser (pg_get_*def). The session is expected to run with
 generated script restores under pg_dump's empty search_path.
 
 Objects that belong to an extension are left to `CREATE EXTENSION`.
+
+These are the typed lists of `SchemaExtras`: what a conversion reads (table kinds, display
+names, partitions, sequence positions, the triggers a data-only load pauses), and what a JSON
+document that is not ours restores from once vetted. Our own scripts are written from the
+catalog-exact nodes of `catalog_read` instead.
 """
 
 from __future__ import annotations

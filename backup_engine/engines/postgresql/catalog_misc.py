@@ -81,7 +81,9 @@ LARGE_OBJECTS_SQL = """
 SELECT l.oid, obj_description(l.oid, 'pg_largeobject') FROM pg_largeobject_metadata l ORDER BY l.oid"""
 
 COMMENTS_SQL = """
-SELECT d.classoid::regclass::text, d.objoid, d.objsubid, d.description FROM pg_description d
+SELECT d.classoid::regclass::text, d.objoid, d.objsubid, d.description,
+       pg_describe_object(d.classoid, d.objoid, d.objsubid)
+FROM pg_description d
 WHERE d.objoid >= 16384 AND d.classoid <> 'pg_largeobject'::regclass"""
 
 # Database-level objects a dump of one database leaves out (pg_dump without --create does too).
@@ -186,12 +188,16 @@ def read_large_objects(r: Reading) -> list[tuple[int, str | None]]:
 
 
 def read_comments(r: Reading) -> None:
-    """COMMENT ON every carried object, right after the node that creates it."""
-    for classid, oid, subid, text in r.rows(COMMENTS_SQL):
+    """COMMENT ON every carried object, right after the node that creates it. A comment on an
+    object that is carried but whose comment has no place is refused (never dropped); comments
+    on what is not carried (an extension's members, event triggers) go with their objects."""
+    for classid, oid, subid, text, described in r.rows(COMMENTS_SQL):
         found = r.graph.comment_targets.get((classid, oid, subid))
         if found is not None:
             target, node_id = found
             r.graph.nodes[node_id].statements.append(f"COMMENT ON {target} IS {literal(text)}")
+        elif (classid, oid) in r.graph.aliases and not r.graph.aliases[(classid, oid)].startswith("pg_extension:"):
+            r.refused.append(f"the comment on {described}")
 
 
 def read_database_level(r: Reading) -> None:

@@ -163,8 +163,9 @@ def _triggers(r: Reading, relations: dict[int, Relation]) -> None:
             node = r.graph.add("pg_trigger", oid, "trigger", f"{name} on {rel.name}", [definition], section="post",
                                sort_name=(rel.schema, rel.plain, name))
             r.graph.depend(node.id, rel.node)
-            if constraint:
+            if constraint:  # CREATE CONSTRAINT TRIGGER makes its constraint, named as the trigger
                 r.graph.alias("pg_constraint", constraint, node.id)
+                r.comment("pg_constraint", constraint, f"CONSTRAINT {name} ON {rel.name}", node.id)
         if node_id not in r.graph.nodes:
             continue
         if enabled != "O":  # CREATE TRIGGER makes every clone enabled; ONLY: this table's trigger alone

@@ -44,7 +44,7 @@ SELECT a.attrelid, a.attnum, quote_ident(a.attname), format_type(a.atttypid, a.a
        CASE WHEN a.attcollation <> t.typcollation THEN a.attcollation::regcollation::text END,
        a.attnotnull, a.attislocal, a.attidentity::text, a.attgenerated::text,
        pg_get_expr(d.adbin, d.adrelid), d.oid, a.attstorage::text, t.typstorage::text,
-       coalesce(a.attstattarget, -1), a.attcompression::text,
+       coalesce(a.attstattarget, -1), coalesce(to_jsonb(a) ->> 'attcompression', ''),
        (SELECT string_agg(split_part(o, '=', 1) || '=' || quote_literal(substr(o, strpos(o, '=') + 1)), ', ')
         FROM unnest(a.attoptions) o WHERE o NOT LIKE '{SERVER_STAMPED_ATTOPTION}=%'),
        {options_sql('a.attfdwoptions')}
