@@ -84,10 +84,8 @@ class Graph:
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
         self.aliases: dict[tuple[str, int], str] = {}
-        self.column_aliases: dict[tuple[str, int, int], str] = {}  # (class, oid, column) -> node
         self.comment_targets: dict[tuple[str, int, int], tuple[str, str]] = {}  # object -> (SQL name, node)
         self.depends: dict[tuple[str, int], list[DependRow]] = {}
-        self.referenced_by: dict[tuple[str, int], list[DependRow]] = {}
         self.skip: set[tuple[str, int, str, int]] = set()  # pg_depend edges that a node of its own carries
         # (node, node it depends on) -> the node it needs instead: a type's support functions need its shell
         self.redirects: dict[tuple[str, str], str] = {}
@@ -97,7 +95,6 @@ class Graph:
         for row in rows:
             dep = DependRow(*row)
             self.depends.setdefault((dep.classid, dep.objid), []).append(dep)
-            self.referenced_by.setdefault((dep.refclassid, dep.refobjid), []).append(dep)
 
     def references(self, classid: str, objid: int, refclassid: str | None = None,
                    deptypes: str = "nai") -> list[DependRow]:
@@ -120,16 +117,13 @@ class Graph:
         """The catalog object (classid, oid) is created by the node `node_id`."""
         self.aliases[(classid, oid)] = node_id
 
-    def alias_column(self, classid: str, oid: int, column: int, node_id: str) -> None:
-        self.column_aliases[(classid, oid, column)] = node_id
-
     def comment_target(self, classid: str, oid: int, subid: int, target: str, node_id: str) -> None:
         """COMMENT ON `target` names the object; it exists once `node_id` ran."""
         self.comment_targets[(classid, oid, subid)] = (target, node_id)
 
     def resolve(self, classid: str, oid: int, subid: int = 0) -> str | None:
-        node_id = self.column_aliases.get((classid, oid, subid)) if subid else None
-        node_id = node_id or self.aliases.get((classid, oid))
+        """The node creating a catalog object (a column is its relation's)."""
+        node_id = self.aliases.get((classid, oid))
         seen = 0
         while node_id is not None and node_id not in self.nodes and seen < 8:  # an alias of an alias
             classid, _, rest = node_id.partition(":")
