@@ -63,6 +63,8 @@ UPLOAD_ABORTED = "The object store no longer has this upload (swept or aborted)"
 TOO_MANY_PARTS = "The stream needs more parts than the object store allows"
 UPLOAD_REFUSED = "Refused upload statement"
 FRAGMENT_REFUSED = "Refused SQL fragment in an uploaded document"
+JSON_BACKUP_FAILED = "JSON backup failed"
+CANNOT_CARRY = "cannot carry"  # what a backup refuses up front: "<message>: cannot carry <object>, <object>"
 
 
 class BackupError(Exception):
