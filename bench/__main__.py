@@ -54,8 +54,8 @@ def _row(scale: int, rows: int, path: str, reference: str, result: Measurement, 
                peak_rss_mb=round(result.peak_rss_mb, 1), size_mb=round(size_bytes / 2**20, 1))
 
 
-def bench_postgresql(server, scale: int, rows: int, work: Path) -> list[Row]:
-    from backup_engine.pgconnect import client_run
+def bench_postgresql(server, scale: int, rows: int, work: Path, compression: str) -> list[Row]:
+    from backup_engine.engines.postgresql.connect import client_run
     from backup_engine.targets import Target
 
     total = rows + rows // 10
@@ -77,8 +77,8 @@ def bench_postgresql(server, scale: int, rows: int, work: Path) -> list[Row]:
     rows_out = [_row(scale, total, "pg_dump (plain), raw", "-", dump_ref, None, size),
                 _row(scale, total, "psql --single-transaction, raw", "-", restore_ref, None, size)]
 
-    def backup(label: str, backup_format: str, method: str) -> str:
-        result = measure_child("backup", url, str(folder), backup_format, method, str(name_file))
+    def backup(label: str, backup_format: str, method: str, level: str = compression) -> str:
+        result = measure_child(child_env(folder, url, level), "backup", backup_format, method, str(name_file))
         name = name_file.read_text()
         rows_out.append(_row(scale, total, label, "pg_dump", result, dump_ref, (folder / name).stat().st_size))
         return name
@@ -86,27 +86,37 @@ def bench_postgresql(server, scale: int, rows: int, work: Path) -> list[Row]:
     def restore(label: str, name: str) -> None:
         database = f"restore_{scale}_{len(rows_out)}"
         into = server.create_database(database)
-        result = measure_child("restore", into, str(folder), name)
+        result = measure_child(child_env(folder, url, compression, into), "restore", name)
         rows_out.append(_row(scale, total, label, "psql", result, restore_ref, (folder / name).stat().st_size))
         server.drop_database(database)
 
-    sql_name = backup("our sql (pg_dump)", "sql", "native")
-    backup("our sql (SQLAlchemy fallback)", "sql", "sqlalchemy")
-    json_name = backup("our json export", "json", "auto")
-    result = measure_child("convert", url, str(folder), json_name, str(name_file))
+    sql_name = backup(f"our sql (pg_dump), {compression}", "sql", "native")
+    if compression != "none":
+        backup("our sql (pg_dump), uncompressed", "sql", "native", "none")
+    backup(f"our sql (SQLAlchemy fallback), {compression}", "sql", "sqlalchemy")
+    json_name = backup(f"our json export, {compression}", "json", "auto")
+    result = measure_child(child_env(folder, url, compression), "convert", json_name, str(name_file))
     converted = name_file.read_text()
     rows_out.append(_row(scale, total, "JSON -> SQL conversion", "pg_dump", result, dump_ref,
                          (folder / converted).stat().st_size))
-    backup("our csv export", "csv", "auto")
-    restore("restore of our sql", sql_name)
-    restore("restore of our json (conversion included)", json_name)
+    backup(f"our csv export, {compression}", "csv", "auto")
+    restore("restore of our sql (beside + swap)", sql_name)
+    restore("restore of our json (through its .sql)", json_name)
     server.drop_database(f"bench_{scale}")
     shutil.rmtree(folder)
     raw_dump.unlink()
     return rows_out
 
 
-def bench_sqlite(scale: int, rows: int, work: Path) -> list[Row]:
+def child_env(folder: Path, url: str, compression: str, into: str | None = None) -> dict[str, str]:
+    """The settings of one measured child: target `bench` (and `into` for restores), the store."""
+    targets = {"bench": url, **({"into": into} if into else {})}
+    return {"BACKUP_TARGETS": json.dumps(targets), "BACKUP_DATABASE_URL": url, "BACKUP_DIR": str(folder),
+            "BACKUP_UPLOAD_DIR": str(folder.parent / "uploads"), "BACKUP_COMPRESSION": compression,
+            "BACKUP_SIGNING_KEY": "bench-signing-key-0123456789"}
+
+
+def bench_sqlite(scale: int, rows: int, work: Path, compression: str) -> list[Row]:
     total = rows + rows // 10
     source = work / f"source_{scale}.sqlite3"
     url = load_sqlite(source, rows)
@@ -121,8 +131,10 @@ def bench_sqlite(scale: int, rows: int, work: Path) -> list[Row]:
            _row(scale, total, "sqlite3 .dump, raw", "-", dump_ref, None, text.stat().st_size)]
     for label, backup_format, ref, ref_name in (("our sqlite snapshot", "sqlite", backup_ref, ".backup"),
                                                 ("our sqlite sql", "sql", dump_ref, ".dump")):
-        result = measure_child("backup", url, str(folder), backup_format, "native", str(name_file))
-        out.append(_row(scale, total, label, ref_name, result, ref, (folder / name_file.read_text()).stat().st_size))
+        result = measure_child(child_env(folder, url, compression), "backup", backup_format, "native",
+                               str(name_file))
+        out.append(_row(scale, total, f"{label}, {compression}", ref_name, result, ref,
+                        (folder / name_file.read_text()).stat().st_size))
     for path in (source, copy, text):
         path.unlink()
     shutil.rmtree(folder)
@@ -175,7 +187,7 @@ def bench_celery(server, work: Path, samples: int = 30) -> dict[str, float]:
         chain_started = time.perf_counter()
         created = app.send_task("backups.create", kwargs={"target": "src", "format": "json"}).get(timeout=120)
         app.send_task("backups.restore", kwargs={"backup_filename": created["backup_filename"],
-                                                 "target": "dst"}).get(timeout=120)
+                                                 "target": "dst", "source_target": "src"}).get(timeout=120)
         chain_s = time.perf_counter() - chain_started
     finally:
         for receiver in receivers:
@@ -234,6 +246,7 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--skip-celery", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--compression", default="zstd", help="BACKUP_COMPRESSION of our paths (default: zstd)")
     args = parser.parse_args()
 
     from tests.servers import ThrowawayPostgres
@@ -247,9 +260,9 @@ def main() -> None:
     try:
         for scale in args.scales:
             count = args.rows * scale
-            rows += bench_postgresql(server, scale, count, work)
+            rows += bench_postgresql(server, scale, count, work, args.compression)
             if not args.skip_sqlite:
-                rows += bench_sqlite(scale, count, work)
+                rows += bench_sqlite(scale, count, work, args.compression)
             print_table([row for row in rows if row.scale == scale])
             print()
         if not args.skip_celery:

@@ -1,38 +1,33 @@
-"""One measured path of ours, run in its own process: `python -m bench.child MODE ARGS` (URL on stdin).
+"""One measured path of ours, run in its own process: `python -m bench.child MODE ARGS`.
 
-Modes call the same engine functions the tasks call (create_backup, convert_backup,
-restore_backup), with the backup folder given as an argument.
+Modes call the same functions the tasks and `--local` call (tasks.operations), with settings
+read from the environment the parent sets: BACKUP_TARGETS (`bench` and `into`), BACKUP_DIR,
+BACKUP_COMPRESSION. So a row costs what a task costs: hashing, compression, the manifest and
+its signature, the checksum check and safety backup of a restore, the build beside and swap.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
-from backup_engine.artifacts import BackupStore
-from backup_engine.backup import create_backup
-from backup_engine.convert import convert_backup
-from backup_engine.dumpinfo import ClientTools
-from backup_engine.restore import restore_backup
-from backup_engine.targets import Target
-
-TOOLS = ClientTools(pg_dump=shutil.which("pg_dump"), psql=shutil.which("psql"))
+from config.settings import load_settings
+from tasks import operations
 
 
 def main(argv: list[str]) -> None:
-    mode, folder, *rest = argv
-    store = BackupStore(Path(folder))
-    target = Target.from_url("bench", sys.stdin.readline().strip())
-    if mode == "backup":  # backup FOLDER FORMAT METHOD NAME_FILE
+    mode, *rest = argv
+    settings = load_settings(dotenv_path=None)
+    if mode == "backup":  # backup FORMAT METHOD NAME_FILE
         backup_format, method, name_file = rest
-        manifest = create_backup(target, store, format=backup_format, method=method, tools=TOOLS)
+        manifest = operations.create(settings, target="bench", format=backup_format, method=method,
+                                     with_twin=False)
         Path(name_file).write_text(manifest["backup_filename"])
-    elif mode == "convert":  # convert FOLDER JSON_NAME NAME_FILE
+    elif mode == "convert":  # convert JSON_NAME NAME_FILE
         json_name, name_file = rest
-        Path(name_file).write_text(convert_backup(store, json_name)["backup_filename"])
-    elif mode == "restore":  # restore FOLDER NAME
-        restore_backup(target, store, rest[0], tools=TOOLS)  # as in use: checksum and safety backup included
+        Path(name_file).write_text(operations.convert(settings, backup_filename=json_name)["backup_filename"])
+    elif mode == "restore":  # restore NAME  (into target `into`, as `backups.restore` does it)
+        operations.restore(settings, backup_filename=rest[0], target="into", source_target="bench")
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -48,7 +48,7 @@ def measure(argv: list[str], env: dict[str, str] | None = None, stdin_text: str 
     return Measurement(wall_s=wall, peak_rss_mb=peak_kb / 1024)
 
 
-def measure_child(mode: str, url: str, *args: str) -> Measurement:
-    """One of our paths (bench.child MODE) in a fresh interpreter; the URL goes in on stdin."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return measure([sys.executable, "-m", "bench.child", mode, *args], env=env, stdin_text=url + "\n")
+def measure_child(settings_env: dict[str, str], mode: str, *args: str) -> Measurement:
+    """One of our paths (bench.child MODE) in a fresh interpreter, configured by `settings_env`."""
+    env = {**os.environ, **settings_env, "PYTHONPATH": str(ROOT)}
+    return measure([sys.executable, "-m", "bench.child", mode, *args], env=env)

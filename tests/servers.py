@@ -363,7 +363,9 @@ class ThrowawayMariaDB:
             subprocess.run([shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db", "--no-defaults",
                             f"--datadir={self.datadir}", *owner, "--auth-root-authentication-method=socket",
                             f"--auth-root-socket-user={socket_user}", "--skip-test-db", f"--extra-file={setup}",
-                            *self.tuning],
+                            # its own temp folder: a starting mariadbd deletes every `#sql*` file in its
+                            # tmpdir, so servers sharing /tmp break each other's bootstrap
+                            f"--tmpdir={self.base}", *self.tuning],
                            check=True, capture_output=True, cwd=self.base, stdin=subprocess.DEVNULL)
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"mariadb-install-db failed:\n{exc.stdout.decode(errors='replace')[-3000:]}"

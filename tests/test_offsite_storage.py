@@ -54,6 +54,7 @@ def site(s3_server, s3_env, pg_server, make_pg_database, keys, tmp_path):
         "BACKUP_TARGETS": json.dumps({"src": source, "dst": make_pg_database("off_dst")}),
         "BACKUP_STORAGE_URL": f"s3://{s3_server.bucket}/{prefix}",
         "BACKUP_SIGNING_KEY": "k-" + uuid.uuid4().hex,
+        "BACKUP_COMPRESSION": "zstd",
         "BACKUP_ENCRYPTION_RECIPIENTS": keys["recipients"],
         "BACKUP_ENCRYPTION_IDENTITY_FILE": str(keys["identity_file"]),
     }

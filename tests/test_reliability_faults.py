@@ -310,7 +310,8 @@ def small_pg(pg_server, make_pg_database, tmp_path):
     richdb_pg.build_rich_database(src, rows_per_table=30, seed=2)
     richdb_pg.build_rich_database(dst, rows_per_table=20, seed=3)
     settings = load_settings({"BACKUP_TARGETS": json.dumps({"src": src, "dst": dst}),
-                              "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_UPLOAD_DIR": str(tmp_path / "uploads")},
+                              "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_UPLOAD_DIR": str(tmp_path / "uploads"),
+                              "BACKUP_COMPRESSION": "none"},  # the tests edit the stored SQL
                              dotenv_path=None)
     return {"src": src, "dst": dst, "settings": settings, "dir": tmp_path / "backups"}
 

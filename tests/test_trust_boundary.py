@@ -76,7 +76,8 @@ def boundary(pg_server, tmp_path_factory):
         richdb_pg.build_rich_database(url, rows_per_table=10, seed=3)
     (root / "uploads").mkdir()
     config = {"BACKUP_TARGETS": json.dumps(urls), "BACKUP_DIR": str(root / "backups"),
-              "BACKUP_UPLOAD_DIR": str(root / "uploads"), "BACKUP_UPLOAD_ALLOW_SUPERUSER": "true"}
+              "BACKUP_UPLOAD_DIR": str(root / "uploads"), "BACKUP_UPLOAD_ALLOW_SUPERUSER": "true",
+              "BACKUP_COMPRESSION": "none"}  # the tests edit stored files as text
     yield {"root": root, "urls": urls, "config": config, "dumps": {key: pg_dump_of(url) for key, url in urls.items()},
            "server": server_state(pg_server)}
     conn = pg_server.connect()
