@@ -133,8 +133,7 @@ def connect(target: Target, database: str | None = None, **options: Any) -> Iter
 @contextmanager
 def snapshot_connection(target: Target, failure_message: str, what: str = "") -> Iterator[Any]:
     """A reading connection with READ_SESSION's settings, values as the server's text; the caller
-    starts its snapshot with `begin_snapshot` (after SQLAlchemy, which rolls back once when it first
-    meets a connection, has seen it).
+    starts its snapshot with `begin_snapshot`.
 
     Any failure inside the block becomes DumpError(failure_message, what + reason), or
     TargetUnavailable when the server went away.

@@ -19,12 +19,10 @@ from backup_engine.engines.mysql.literals import storage_of
 from backup_engine.engines.mysql.reflect import Reflected, reflect_mysql
 from backup_engine.engines.mysql.rows import stream_rows
 from backup_engine.engines.mysql.writer import MysqlScriptWriter
-from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.formats.sql_script import DataSource, RowData
 from backup_engine.targets import Target
 
 METHOD = "sqlalchemy"
-DRIVER_URL = "mysql+pymysql://"
 
 
 def row_source(raw: Any, reflected: Reflected, database: str) -> DataSource:
@@ -45,9 +43,9 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
     """
     progress(phase="dump", method=METHOD)
     database = target.url.database or ""
-    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, sqlalchemy_connection(raw, DRIVER_URL) as conn:
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw:
         begin_snapshot(raw)
-        reflected = reflect_mysql(conn, raw, database)
+        reflected = reflect_mysql(raw, database)
         writer = MysqlScriptWriter(out, progress=progress)
         table_rows = writer.write_script(reflected.model, include_data, row_source(raw, reflected, database))
     return DumpResult(method=METHOD, server_version=reflected.model.server_version, table_rows=table_rows)

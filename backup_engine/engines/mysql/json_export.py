@@ -12,11 +12,9 @@ from __future__ import annotations
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.mysql.connect import begin_snapshot, snapshot_connection
-from backup_engine.engines.mysql.generated import DRIVER_URL
 from backup_engine.engines.mysql.kinds import json_encoder
 from backup_engine.engines.mysql.reflect import reflect_mysql
 from backup_engine.engines.mysql.rows import stream_rows
-from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, document_header
 from backup_engine.formats.json_schema import model_to_dict
 from backup_engine.targets import Target
@@ -27,10 +25,9 @@ METHOD = "mysql-json"
 def export_json(target: Target, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
     """Write the JSON document of `target` into `out`."""
     database = target.url.database or ""
-    with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
-            sqlalchemy_connection(raw, DRIVER_URL) as conn:
+    with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw:
         begin_snapshot(raw)
-        reflected = reflect_mysql(conn, raw, database)
+        reflected = reflect_mysql(raw, database)
         model = reflected.model
         metadata = model.metadata
         row_columns = {key: [column.name for column in table.columns] for key, table in metadata.tables.items()}

@@ -45,9 +45,14 @@ def unquote(name: bytes) -> str:
     return name.replace(b"``", b"`").decode("utf-8")
 
 
-def count_tuples(values: bytes) -> int:
-    """Rows of a one-line `VALUES (...),(...);` list: its string literals blanked, then `),(` counted."""
-    return STRING_LITERAL.sub(b"''", values).count(b"),(") + 1
+def count_rows(text: bytes, start: int, stop: int) -> int:
+    """Rows of an INSERT's VALUES between `start` and `stop` (whole lines): each line ends one row
+    (rows are written `(..),\n(..);` or `(..),(..);`: a raw newline never occurs inside a value), and
+    every `),(` outside a string literal separates two more."""
+    rows = text.count(b"\n", start, stop)
+    if text.find(b"),(", start, stop) != -1:
+        rows += STRING_LITERAL.sub(b"''", text[start:stop]).count(b"),(")
+    return rows
 
 
 class DumpScanner:
@@ -55,8 +60,8 @@ class DumpScanner:
 
     Tables are named by `CREATE TABLE` and by the `-- Dumping data for table` comments (so a
     data-only dump names its empty tables too); view placeholders are left out. Rows are the
-    INSERT statements' tuples: MariaDB writes one row per line after a bare `VALUES` line (raw
-    newlines never occur inside a value, the dump escapes them), MySQL all rows on one line.
+    INSERT statements' tuples: MariaDB writes one row per line (raw newlines never occur inside a
+    value, the dump escapes them), MySQL all rows of a statement on one line.
     Routine, trigger and event bodies (`DELIMITER ;;` blocks) are skipped, so an INSERT in a
     procedure is never counted.
     """
@@ -86,12 +91,12 @@ class DumpScanner:
         while pos < len(text):
             if self._insert is not None:
                 end = text.find(b");\n", pos)
+                stop = len(text) if end == -1 else end + 3
+                self.table_rows[self._insert] += count_rows(text, pos, stop)
                 if end == -1:
-                    self.table_rows[self._insert] += text.count(b"\n", pos)
                     return
-                self.table_rows[self._insert] += text.count(b"\n", pos, end + 3)
                 self._insert = None
-                pos = end + 3
+                pos = stop
                 continue
             if self._delimited:
                 found = DELIMITER_END.search(text, pos)
@@ -110,14 +115,10 @@ class DumpScanner:
             elif view is not None:
                 self.views.add(unquote(view))
             elif inserted is not None:
-                table = unquote(inserted)
-                self.table_rows.setdefault(table, 0)
-                if opening == b"\n":
-                    self._insert = table
-                else:
-                    line_end = text.index(b"\n", pos) + 1
-                    self.table_rows[table] += count_tuples(text[pos - 1:line_end])
-                    pos = line_end
+                self._insert = unquote(inserted)
+                self.table_rows.setdefault(self._insert, 0)
+                if opening != b"\n":
+                    pos = match.start(4)  # the first row is on the VALUES line
             else:
                 self._delimited = True
 

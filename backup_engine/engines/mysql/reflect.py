@@ -1,31 +1,26 @@
-"""A live MySQL or MariaDB database as a `DatabaseModel`: SQLAlchemy reflection plus information_schema.
+"""A live MySQL or MariaDB database as a `DatabaseModel`: SQLAlchemy tables plus information_schema.
 
-Reflection gives tables, columns, keys and constraints in a form SQLAlchemy can order and
-compile (and a JSON document can carry to another engine); information_schema gives what it
-leaves out or gets approximately: exact column types, defaults and generation expressions, which
-LONGTEXT is a JSON column, invisible columns, portable indexes, sequences, and every view, routine,
-event and trigger (`catalog.objects`). The table's own DDL is kept verbatim (SHOW CREATE TABLE,
+The tables, columns, keys and constraints are SQLAlchemy objects SQLAlchemy can order and
+compile (and a JSON document can carry to another engine), built from information_schema
+(`schema.py`: SQLAlchemy's own MySQL reflection garbles quoted names), with exact column types,
+defaults and generation expressions, which LONGTEXT is a JSON column, invisible columns; besides
+them the portable indexes, sequences, and every view, routine, event and trigger (`catalog.objects`).
+The table's own DDL is kept verbatim (SHOW CREATE TABLE,
 with its AUTO_INCREMENT position, character sets, collations, FULLTEXT and SPATIAL indexes,
 partitions) in `extras.table_ddl`, which is what a MySQL script creates it from.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import MetaData, literal_column
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SAWarning
-from sqlalchemy.schema import DefaultClause
 
 from backup_engine.engines.mysql import catalog
 from backup_engine.engines.mysql.catalog import DbObject, quote_name, text
 from backup_engine.engines.mysql.kinds import INTEGER_TYPES, kind_of
+from backup_engine.engines.mysql.schema import build_metadata
 from backup_engine.engines.mysql.writer import object_blocks
-from backup_engine.engines.reflection import freeze_reflected_text
-from backup_engine.formats.model import CatalogType, DatabaseModel, SchemaExtras, SequenceDef
+from backup_engine.formats.model import DatabaseModel, SchemaExtras, SequenceDef
 
 ENGINE_NAME = "mysql"
 
@@ -61,6 +56,14 @@ class ColumnInfo:
     @property
     def stored(self) -> bool:
         return "STORED" in self.extra or "PERSISTENT" in self.extra
+
+    @property
+    def invisible(self) -> bool:
+        return "INVISIBLE" in self.extra
+
+    @property
+    def integer(self) -> bool:
+        return self.data_type in INTEGER_TYPES
 
     @property
     def kind(self) -> str:
@@ -120,9 +123,9 @@ class Reflected:
         return {name: (details.kind, None) for name, details in self.columns.get(key, {}).items()}
 
 
-def reflect_mysql(conn: Connection, raw: Any, database: str) -> Reflected:
-    """The model of `database`, the current database of `raw` (a snapshot connection) and of `conn`
-    (SQLAlchemy over it): names are not qualified with it, so a backup restores into any database."""
+def reflect_mysql(raw: Any, database: str) -> Reflected:
+    """The model of `database`, read on `raw` (a snapshot connection). Names are not qualified with
+    the database's own, so a backup restores into any database."""
     with raw.cursor() as cur:
         cur.execute("SELECT VERSION()")
         version = text(cur.fetchone()[0])
@@ -134,32 +137,9 @@ def reflect_mysql(conn: Connection, raw: Any, database: str) -> Reflected:
             cur.execute(f"SHOW CREATE TABLE {quote_name(database)}.{quote_name(name)}")
             ddl[name] = text(cur.fetchone()[1])
         indexes = portable_indexes(cur, database, set(names))
+        metadata = build_metadata(cur, database, names, info)
         objects: list[DbObject] = catalog.objects(cur, database)
-        catalog.use(cur, database)
         sequence_defs = sequences(cur, database, sorted(n for n, kind in relations.items() if kind == "SEQUENCE"))
-    metadata = MetaData()
-    if names:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SAWarning)  # spatial and MariaDB types: replaced by catalog types below
-            metadata.reflect(conn, only=names, resolve_fks=False)
-    freeze_reflected_text(metadata)
-    for key, table in metadata.tables.items():
-        columns = info.get(key, {})
-        table.indexes.clear()  # in the DDL; the portable ones are listed apart
-        for column in table.columns:
-            details = columns.get(column.name)
-            if details is None:
-                continue
-            column.type = CatalogType(details.column_type, integer=details.data_type in INTEGER_TYPES)
-            column.autoincrement = False
-            column.nullable = details.nullable
-            if details.generated and column.computed is not None:
-                column.computed.persisted = details.stored
-            elif not details.generated:
-                column.server_default = (DefaultClause(literal_column(details.default), _reflected=True)
-                                         if details.default is not None else None)
-            if "INVISIBLE" in details.extra:
-                column.info["invisible"] = True
     extras = SchemaExtras(table_ddl={name: ddl[name] for name in metadata.tables},
                           raw_post_data=object_blocks(objects), sequences=sequence_defs,
                           display_names={name: name for name in metadata.tables})

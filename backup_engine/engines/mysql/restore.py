@@ -83,12 +83,20 @@ def check_rows(cur: Any, database: str, expected: Mapping[str, int], include_dat
 
 
 def copy_schema(cur: Any, source: str, dest: str) -> None:
-    """The tables of `source` created again (empty) in `dest`, as SHOW CREATE TABLE has them."""
-    for name in catalog.tables(cur, source):
+    """The tables and sequences of `source` created again in `dest` as SHOW CREATE TABLE has them,
+    the tables empty and the sequences where they stand."""
+    for name, kind in sorted(catalog.relations(cur, source).items()):
+        if kind == "VIEW":
+            continue
         cur.execute(f"SHOW CREATE TABLE {quote_name(source)}.{quote_name(name)}")
         ddl = text(cur.fetchone()[1])
         catalog.use(cur, dest)
         cur.execute(ddl)
+        if kind == "SEQUENCE":
+            cur.execute(f"SELECT next_not_cached_value FROM {quote_name(source)}.{quote_name(name)}")  # noqa: S608
+            position = int(cur.fetchone()[0])
+            cur.execute(f"SELECT SETVAL({quote_name(name)}, {position}, 0)")
+            cur.fetchall()
 
 
 def copy_rows(cur: Any, source: str, dest: str, names: Iterable[str]) -> None:
