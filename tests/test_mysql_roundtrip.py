@@ -44,11 +44,12 @@ def leftovers(server) -> list[str]:
         conn.close()
 
 
-def clutter(server, database: str) -> None:
+def clutter(server, database: str, fk_name: str = "fk_order_customer") -> None:
     """Objects in a target that a restore must replace: a view named like one of the backup's tables,
-    a trigger, a routine and an event with the backup's names, tables the backup does not have."""
+    a trigger, a routine and an event with the backup's names, tables the backup does not have, a
+    foreign key named like one of the backup's (names of keys are unique in a database)."""
     server.execute("CREATE TABLE stale (id INT PRIMARY KEY, b INT)", "INSERT INTO stale VALUES (1, 2)",
-                   "CREATE TABLE stale_child (id INT PRIMARY KEY, s INT, CONSTRAINT fk_order_customer "
+                   f"CREATE TABLE stale_child (id INT PRIMARY KEY, s INT, CONSTRAINT {fk_name} "
                    "FOREIGN KEY (s) REFERENCES stale (id))",
                    "CREATE VIEW customers AS SELECT 1 AS id",
                    "CREATE TRIGGER orders_bi BEFORE INSERT ON stale FOR EACH ROW SET NEW.b = 0",
