@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"})
@@ -51,7 +52,8 @@ def _number(value: Any) -> str:
     text = value if isinstance(value, str) else bytes(value).decode("ascii")
     if JSON_NUMBER.match(text):
         return text
-    return json.dumps(float(text))  # a form JSON does not take (never seen): its shortest round trip
+    exact = str(Decimal(text))  # ZEROFILL's leading zeros: the same digits without them
+    return exact if JSON_NUMBER.match(exact) else json.dumps(float(text))
 
 
 def _bits(value: Any) -> str:

@@ -2,7 +2,7 @@
 
 There is no parser gate for MySQL, so nothing an untrusted document holds as SQL text reaches a
 script unless it matches a closed grammar here: column types (a type name, lengths, UNSIGNED,
-ENUM/SET labels without backslashes), defaults (numbers, plain strings, NULL, CURRENT_TIMESTAMP,
+ENUM/SET labels as closed string literals), defaults (numbers, closed string literals, NULL, CURRENT_TIMESTAMP,
 bit and hex literals) and the one check MariaDB puts on JSON columns. Its tables are then created
 from the vetted columns (the verbatim SHOW CREATE TABLE text is dropped), and a document carrying
 views, triggers, routines or events, generated columns or other checks is refused: their SQL
@@ -19,14 +19,15 @@ from typing import Any
 
 from backup_engine import errors
 
+STRING = r"'(?:[^'\\]|''|\\[\\'0nrtZb%_])*'"  # closed, whatever the escapes (backslash escapes are on)
 TYPE = re.compile(
     r"^(?:(?:tinyint|smallint|mediumint|int|integer|bigint)(?:\(\d{1,3}\))?(?: unsigned)?(?: zerofill)?"
     r"|(?:decimal|numeric|float|double|real)(?:\(\d{1,2}(?:,\d{1,2})?\))?(?: unsigned)?(?: zerofill)?"
     r"|bit(?:\(\d{1,2}\))?|(?:char|varchar|binary|varbinary)\(\d{1,5}\)|(?:tinytext|text|mediumtext|longtext)"
     r"|(?:tinyblob|blob|mediumblob|longblob)|json|date|year(?:\(4\))?|(?:datetime|timestamp|time)(?:\(\d\))?"
     r"|uuid|inet4|inet6|geometry|point|linestring|polygon|multipoint|multilinestring|multipolygon"
-    r"|geometrycollection|(?:enum|set)\('(?:[^'\\]|'')*'(?:,'(?:[^'\\]|'')*')*\))$", re.I)
-DEFAULT = re.compile(r"^(?:NULL|-?\d{1,65}(?:\.\d{1,30})?(?:e[+-]?\d{1,3})?|'(?:[^'\\]|'')*'"
+    r"|geometrycollection|(?:enum|set)\(" + STRING + "(?:," + STRING + r")*\))$", re.I)
+DEFAULT = re.compile(r"^(?:NULL|-?\d{1,65}(?:\.\d{1,30})?(?:e[+-]?\d{1,3})?|" + STRING +
                      r"|current_timestamp(?:\(\d?\))?|b'[01]{0,64}'|0x[0-9a-f]{0,128})$", re.I)
 UNVETTED_EXTRAS = ("raw_post_data", "routines", "triggers", "views", "domains", "enums", "extensions", "constraints",
                    "indexes", "comments")

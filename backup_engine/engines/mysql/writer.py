@@ -139,7 +139,12 @@ class MysqlScriptWriter(ScriptWriter):
 
     def fit_keys(self, table: Table) -> None:
         """Columns of another engine's primary or unique key that MySQL could not index whole
-        (TEXT, BLOB) become VARCHAR / VARBINARY within InnoDB's key length."""
+        (TEXT, BLOB) become VARCHAR / VARBINARY within InnoDB's key length; an identity column
+        (another engine's rowid alias) is an integer, so that it is written AUTO_INCREMENT."""
+        for column in table.columns:
+            if column.identity is not None and isinstance(column.type, CatalogType):
+                column.type = CatalogType(column.type.spec, integer=True)
+                column.autoincrement = True
         for constraint in table.constraints:
             if not isinstance(constraint, PrimaryKeyConstraint | UniqueConstraint):
                 continue
