@@ -19,7 +19,7 @@ from backup_engine.formats.json_values import ValueError_
 from backup_engine.formats.model import PortableDefault
 from backup_engine.targets import Target
 
-DUMP = b"""/*M!999999\\- enable the sandbox mode */ 
+DUMP = b"""/*M!999999\\- enable the sandbox mode */\x20
 -- MariaDB dump 10.19
 /*!40101 SET NAMES utf8mb4 */;
 --
