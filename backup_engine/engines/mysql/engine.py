@@ -82,10 +82,12 @@ class MysqlEngine(Engine):
         """Before reading the target: an interrupted restore of it is rolled back first (a backup of
         it half-swapped would be neither the old database nor the new), and a live one waited out."""
         try:
-            restore.sweep(self.target)
             with control_connection(self.target) as conn, conn.cursor() as cur:
+                restore.sweep(self.target, cur)
                 cur.execute("SELECT IS_USED_LOCK(%s)", (target_lock(self.database),))
                 busy = cur.fetchone()[0] is not None
+        except errors.RestoreError as exc:
+            raise errors.DumpError(exc.message, exc.detail) from exc
         except pymysql.err.MySQLError as exc:
             raise classify_exception(exc, default=errors.DumpError, default_message=errors.SWAP_PENDING,
                                      target=self.target) from exc

@@ -9,18 +9,23 @@ COUNT(*)). A dump without the tool's completion line is a failure, never a backu
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import re
 import subprocess
 import tempfile
+
+import pymysql
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, no_progress
 from backup_engine.engines.mysql import catalog
 from backup_engine.engines.mysql.client import require_tool
-from backup_engine.engines.mysql.connect import classify_failure, client_run, connect, server_version
+from backup_engine.engines.mysql.connect import classify_exception, classify_failure, client_run, connect
 from backup_engine.targets import Target
 
 READ_SIZE = 1 << 20
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), named in the module from Python 3.10 on
 END_MARKER = b"-- Dump completed"
 SANDBOX_LINE = re.compile(rb"^/\*M?!999999\\- enable the sandbox mode \*/ ?\r?\n")
 BASE_FLAGS = ("--single-transaction", "--hex-blob", "--default-character-set=utf8mb4", "--skip-lock-tables",
@@ -48,9 +53,9 @@ def unquote(name: bytes) -> str:
 def count_rows(text: bytes, start: int, stop: int) -> int:
     """Rows of an INSERT's VALUES between `start` and `stop` (whole lines): each line ends one row
     (rows are written `(..),\n(..);` or `(..),(..);`: a raw newline never occurs inside a value), and
-    every `),(` outside a string literal separates two more."""
+    on a line that holds a whole statement every `),(` outside a string literal separates two more."""
     rows = text.count(b"\n", start, stop)
-    if text.find(b"),(", start, stop) != -1:
+    if rows <= 1 and text.find(b"),(", start, stop) != -1:  # several lines: one row each, `),(` only in strings
         rows += STRING_LITERAL.sub(b"''", text[start:stop]).count(b"),(")
     return rows
 
@@ -78,20 +83,21 @@ class DumpScanner:
 
     def feed(self, chunk: bytes) -> None:
         if self.size < 256:
-            self.head = (self.head + chunk)[:256]
+            self.head = (self.head + chunk[:256])[:256]
         self.size += len(chunk)
-        self.tail = (self.tail + chunk)[-256:]
-        data = self._carry + chunk
+        self.tail = (self.tail + chunk[-256:])[-256:]
+        data = self._carry + chunk if self._carry else chunk
         cut = data.rfind(b"\n") + 1
         self._carry = data[cut:]
-        self._scan(data[:cut])
+        self._scan(data, cut)
 
-    def _scan(self, text: bytes) -> None:
+    def _scan(self, text: bytes, limit: int) -> None:
+        """Scan `text[:limit]` (whole lines)."""
         pos = 0
-        while pos < len(text):
+        while pos < limit:
             if self._insert is not None:
-                end = text.find(b");\n", pos)
-                stop = len(text) if end == -1 else end + 3
+                end = text.find(b");\n", pos, limit)
+                stop = limit if end == -1 else end + 3
                 self.table_rows[self._insert] += count_rows(text, pos, stop)
                 if end == -1:
                     return
@@ -99,13 +105,13 @@ class DumpScanner:
                 pos = stop
                 continue
             if self._delimited:
-                found = DELIMITER_END.search(text, pos)
+                found = DELIMITER_END.search(text, pos, limit)
                 if found is None:
                     return
                 self._delimited = False
                 pos = found.end()
                 continue
-            match = STATEMENT.search(text, pos)
+            match = STATEMENT.search(text, pos, limit)
             if match is None:
                 return
             created, dumped, inserted, opening, view = match.group(1, 2, 3, 4, 5)
@@ -134,6 +140,12 @@ class DumpScanner:
             raise errors.DumpError(errors.INCOMPLETE_DUMP)
 
 
+def widen_pipe(fd: int) -> None:
+    """Let the tool write a whole block ahead while the worker hashes and stores the previous one."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, F_SETPIPE_SZ, READ_SIZE)
+
+
 def script_complete(tail: bytes) -> bool:
     """Whether a script ends as a complete dump: its last line is the completion line
     (`-- Dump completed on ...` of the tools, or the fallback's own)."""
@@ -149,21 +161,26 @@ def dump_sql(target: Target, out: ByteSink, include_data: str, tools: ClientTool
              progress: Progress = no_progress) -> DumpResult:
     """Stream the target's dump into `out`; raise unless it is complete."""
     tool = require_tool(tools.get("mysqldump"), "mysqldump", errors.DumpError)
-    version = server_version(target)  # fails fast, and as TargetUnavailable, when the server is down
     database = target.url.database or ""
-    if include_data != "data":
-        with connect(target) as conn, conn.cursor() as cur:
-            qualified = catalog.qualified_triggers(cur, database)
-        if qualified:
-            raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, "the definition of trigger(s) "
-                                   f"{', '.join(qualified[:5])} names its database, so the tool's dump would "
-                                   "create it in that database whatever the restore's target")
+    try:
+        with connect(target) as conn, conn.cursor() as cur:  # fails fast, as TargetUnavailable, when it is down
+            cur.execute("SELECT VERSION()")
+            version = str(cur.fetchone()[0])
+            qualified = catalog.qualified_triggers(cur, database) if include_data != "data" else []
+    except pymysql.err.MySQLError as exc:
+        raise classify_exception(exc, default=errors.DumpError, default_message=errors.NATIVE_BACKUP_FAILED,
+                                 target=target) from exc
+    if qualified:
+        raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, "the definition of trigger(s) "
+                               f"{', '.join(qualified[:5])} names its database, so the tool's dump would "
+                               "create it in that database whatever the restore's target")
     scanner = DumpScanner()
     with client_run(target) as run, tempfile.TemporaryFile() as stderr:
         argv = dump_argv(run.argv(tool), database, include_data)
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
                                    env=run.env, pass_fds=run.pass_fds)
         assert process.stdout is not None
+        widen_pipe(process.stdout.fileno())
         try:
             while chunk := process.stdout.read(READ_SIZE):
                 scanner.feed(chunk)

@@ -197,23 +197,43 @@ def drill(target: Target, source: ArtifactSource, tools: ClientTools, conn: Any,
         return catalog.count_rows(cur, database)
 
 
-def sweep(target: Target) -> list[str]:
+def sweep(target: Target, cur: Any = None) -> list[str]:
     """Settle every restore and drill on the target's server that no live worker holds: roll back an
     interrupted restore (or finish one that had committed), drop the scratch databases. Returns the
-    databases it removed."""
+    databases it removed. `cur`: a cursor of a control connection to use (else one is opened)."""
+    if cur is None:
+        with control_connection(target) as conn, conn.cursor() as own:
+            return sweep(target, own)
     removed: list[str] = []
-    with control_connection(target) as conn, conn.cursor() as cur:
-        for (kind, rid), names in sorted(leftovers(cur).items()):
-            lock = f"bw_{kind}_{rid}"
-            if not try_lock(cur, lock):
-                continue  # in use by a live restore or drill
-            try:
-                if kind == "restore":
-                    swap.recover(cur, rid)
-                else:
-                    for name in names:
-                        cur.execute(f"DROP DATABASE IF EXISTS {quote_name(name)}")
-                removed += sorted(names)
-            finally:
-                release_lock(cur, lock)
+    own = target.url.database or ""
+    for (kind, rid), names in sorted(leftovers(cur).items()):
+        lock = f"bw_{kind}_{rid}"
+        if not try_lock(cur, lock):
+            continue  # in use by a live restore or drill
+        try:
+            if kind == "restore":
+                settle_restore(cur, rid, own)
+            else:
+                for name in names:
+                    cur.execute(f"DROP DATABASE IF EXISTS {quote_name(name)}")
+            removed += sorted(names)
+        except pymysql.err.MySQLError:
+            continue  # another target's, that this account may not touch: its own worker settles it
+        finally:
+            release_lock(cur, lock)
     return removed
+
+
+def settle_restore(cur: Any, rid: str, own: str) -> None:
+    """Recover restore `rid`; a failure to recover one of the target's own restores is an error of its own."""
+    control = restore_names(rid)[0]
+    try:
+        plan = swap.read_journal(cur, control) if catalog.relations(cur, control) else None
+    except pymysql.err.MySQLError:
+        plan = None
+    try:
+        swap.recover(cur, rid)
+    except pymysql.err.MySQLError as exc:
+        if plan is not None and plan.target == own:
+            raise errors.RestoreError(errors.SWAP_PENDING, f"restore {rid} of {own!r}: {exc.args[-1]}") from exc
+        raise
