@@ -204,3 +204,22 @@ def test_datetime_literals_in_other_zones():
     assert literals.mysql_datetime("2024-06-30T23:30:00-01:30") == "2024-07-01 01:00:00"
     assert literals.mysql_datetime("not a date") == "not a date"
     assert dt.date(2024, 1, 1).isoformat() == literals.mysql_datetime("2024-01-01")
+
+
+def test_text_columns_of_other_engines_fit_mysql_keys():
+    import io
+
+    from sqlalchemy import Column, Index, MetaData, Table, UniqueConstraint
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from backup_engine.engines.mysql.writer import MysqlScriptWriter, make_dialect
+    from backup_engine.formats.model import CatalogType
+
+    table = Table("t", MetaData(), *(Column(name, CatalogType("LONGTEXT")) for name in "abcd"),
+                  UniqueConstraint("d", "c"))
+    dialect = make_dialect()
+    assert str(CreateIndex(Index("ix", table.c.a, table.c.b)).compile(dialect=dialect)).strip() == \
+        "CREATE INDEX `ix` ON `t` (`a`(255), `b`(255))"
+    MysqlScriptWriter(io.BytesIO()).fit_keys(table)
+    ddl = str(CreateTable(table).compile(dialect=dialect))
+    assert "`c` VARCHAR(384)" in ddl and "`d` VARCHAR(384)" in ddl and "`a` LONGTEXT" in ddl
