@@ -55,7 +55,7 @@ def _row(scale: int, rows: int, path: str, reference: str, result: Measurement, 
 
 
 def bench_postgresql(server, scale: int, rows: int, work: Path) -> list[Row]:
-    from backup_engine.pgconnect import client_run
+    from backup_engine.engines.postgresql.connect import client_run
     from backup_engine.targets import Target
 
     total = rows + rows // 10

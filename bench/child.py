@@ -10,12 +10,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from backup_engine.artifacts import BackupStore
-from backup_engine.backup import create_backup
-from backup_engine.convert import convert_backup
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.restore import restore_backup
 from backup_engine.targets import Target
+from tests.engine_api import BackupStore, convert_backup, create_backup, restore_backup
 
 TOOLS = ClientTools(pg_dump=shutil.which("pg_dump"), psql=shutil.which("psql"))
 
