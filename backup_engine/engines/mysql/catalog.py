@@ -72,9 +72,15 @@ class DbObject:
         return f"DROP {kind} IF EXISTS {quote_name(self.name)}"
 
     def session(self) -> list[str]:
-        """The statements that put a session where this object was created."""
-        settings = [f"SET SESSION character_set_client = {sql_string(self.charset_client)}",
-                    f"SET SESSION collation_connection = {sql_string(self.collation_connection)}"]
+        """The statements that put a session where this object was created. Its text is read and
+        sent as UTF-8, so an object created by a client in another character set keeps that
+        setting only while its text is ASCII (the bytes are then the same); otherwise it is
+        created as utf8mb4, which keeps its text exact."""
+        charset, collation = self.charset_client, self.collation_connection
+        if not charset.lower().startswith("utf8") and not self.statement.isascii():
+            charset, collation = "utf8mb4", "utf8mb4_general_ci"
+        settings = [f"SET SESSION character_set_client = {sql_string(charset)}",
+                    f"SET SESSION collation_connection = {sql_string(collation)}"]
         if self.sql_mode is not None:
             settings.append(f"SET SESSION sql_mode = {sql_string(self.sql_mode)}")
         if self.time_zone is not None:
