@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import queue
 import re
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import pymysql
 
@@ -25,6 +29,7 @@ from backup_engine.engines.mysql.connect import classify_exception, classify_fai
 from backup_engine.targets import Target
 
 READ_SIZE = 1 << 20
+AHEAD_BLOCKS = 8  # how far the reading thread may run ahead of the worker (8 MiB)
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), named in the module from Python 3.10 on
 END_MARKER = b"-- Dump completed"
 SANDBOX_LINE = re.compile(rb"^/\*M?!999999\\- enable the sandbox mode \*/ ?\r?\n")
@@ -140,6 +145,35 @@ class DumpScanner:
             raise errors.DumpError(errors.INCOMPLETE_DUMP)
 
 
+def drained(stream: BinaryIO, ahead: int = AHEAD_BLOCKS) -> Iterator[bytes]:
+    """The stream's blocks, read by a thread of their own up to `ahead` blocks ahead of the
+    consumer: the tool never waits while the worker scans, hashes and stores (memory stays
+    bounded by `ahead` blocks)."""
+    blocks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            while not stop.is_set() and (block := stream.read(READ_SIZE)):
+                blocks.put(block)
+            blocks.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            blocks.put(exc)
+
+    reader = threading.Thread(target=pump, name="dump-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := blocks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue, so it can end
+            with contextlib.suppress(queue.Empty):
+                blocks.get(timeout=0.1)
+
+
 def widen_pipe(fd: int) -> None:
     """Let the tool write a whole block ahead while the worker hashes and stores the previous one."""
     with contextlib.suppress(OSError):
@@ -181,12 +215,17 @@ def dump_sql(target: Target, out: ByteSink, include_data: str, tools: ClientTool
                                    env=run.env, pass_fds=run.pass_fds)
         assert process.stdout is not None
         widen_pipe(process.stdout.fileno())
+        blocks = drained(process.stdout)
         try:
-            while chunk := process.stdout.read(READ_SIZE):
+            for chunk in blocks:
                 scanner.feed(chunk)
                 out.write(chunk)
                 progress(phase="dump", bytes=scanner.size, tables=len(scanner.table_rows))
+        except BaseException:
+            process.kill()  # the reading thread then meets the end of the pipe and stops
+            raise
         finally:
+            blocks.close()
             process.stdout.close()
             returncode = process.wait()
         if returncode != 0:
