@@ -54,7 +54,8 @@ def create_backup(engine: Engine, catalogue: Catalogue, *, format: str = "sql", 
             format=format, target=target.name, dialect=engine.name, server_version=result.server_version,
             method=result.method, include_data=include_data, tables=result.tables, rows=result.rows,
             table_rows=result.table_rows, duration_s=round(time.monotonic() - started, 3),
-            fallback_reason=result.fallback_reason, purpose=purpose, origin="worker")
+            fallback_reason=result.fallback_reason, purpose=purpose, origin="worker",
+            not_carried=tuple(result.not_carried))
 
 
 def storage_failure(exc: BaseException | None) -> str | None:

@@ -127,8 +127,6 @@ def cross_engine_model(reader: JsonBackupReader, engine: type[Engine]) -> tuple[
         statement = CreateIndex(Index(name, *[table.c[c] for c in index["columns"]], unique=index["unique"]))
         model_extras.raw_post_data.append(str(statement.compile(dialect=dialect)).strip())
         table.indexes.clear()
-    model_extras.display_names = {table.key: (f"{table.schema}.{table.name}" if table.schema else table.name)
-                                  for table in tables.values()}
     return DatabaseModel(dialect=engine.name, metadata=metadata, extras=model_extras,
                          server_version=str(reader.header.get("server_version", ""))), maps
 
@@ -187,6 +185,7 @@ def convert_backup(catalogue: Catalogue, backup_filename: str, dialect: str | No
         raise errors.InvalidRequest(errors.UNKNOWN_FORMAT, f"{entry.name} is a {manifest.format!r} backup, not JSON")
     if dialect is not None:
         engine_class(dialect)  # an unknown dialect is refused before any work
+    catalogue.readable(entry)
     with catalogue.source(entry).local_file() as path:
         reader = read_document(path, entry.name)
         prefix = prefix_of(entry.name) or manifest.prefix or manifest.target

@@ -29,6 +29,7 @@ class DumpResult:
     server_version: str
     table_rows: dict[str, int] = field(default_factory=dict)
     fallback_reason: str | None = None
+    not_carried: list[str] = field(default_factory=list)  # objects left out on purpose, named in the manifest
 
     @property
     def tables(self) -> int:

@@ -44,6 +44,8 @@ UNSUPPORTED_STORE = "Unsupported storage URL"
 STATEMENT_TOO_LONG = "A statement is longer than allowed"
 FOREIGN_BACKUP = "Backup belongs to another target or deployment"
 UPLOAD_ROLE_REFUSED = "Refused to run an upload with this role"
+LOCKS_WONT_FIT = "The restore would not fit in one transaction on this server"
+ROW_COUNTS_DIFFER = "The restored rows differ from the backup's manifest"
 BAD_ARGUMENT = "Invalid argument"
 COMPRESSION_INVALID = "Invalid BACKUP_COMPRESSION (use zstd, gzip or none, optionally with a level as zstd:9)"
 COMPRESSED_DATA_CORRUPT = "Compressed backup data is corrupt or truncated"
@@ -66,6 +68,8 @@ UNTRUSTED_MYSQL_SQL = ("Untrusted SQL is not restored into MySQL (there is no pa
                        "upload a JSON backup instead, which is converted by the worker")
 SWAP_PENDING = "An interrupted restore of this target is not recovered yet"
 ROW_COUNT_MISMATCH = "The restored rows differ from the backup's manifest"
+JSON_BACKUP_FAILED = "JSON backup failed"
+CANNOT_CARRY = "cannot carry"  # what a backup refuses up front: "<message>: cannot carry <object>, <object>"
 
 
 class BackupError(Exception):

@@ -56,6 +56,7 @@ def restore_backup(engine: Engine, catalogue: Catalogue, backup_filename: str, *
         raise errors.InvalidRequest(engine.unsupported_restore, "a JSON backup restores through its .sql "
                                     "(convert it first)")
     engine.check_restorable(manifest.format, manifest.dialect)
+    catalogue.readable(entry)
     catalogue.check(entry)  # a stored object that was changed fails here, before anything is touched
     safety = None
     if take_safety_backup:

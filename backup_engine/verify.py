@@ -32,7 +32,9 @@ def verify_backup(catalogue: Catalogue, backup_filename: str, engine_for: Callab
     """Check the backup against its manifest, then drill it; `engine_for` gives the engine of the
     target the backup came from (its server hosts the scratch database)."""
     started = time.monotonic()
-    entry = catalogue.checked(backup_filename)
+    entry = catalogue.entry(backup_filename)
+    catalogue.readable(entry)
+    catalogue.check(entry)
     manifest = entry.manifest
     result: dict[str, Any] = {"backup_filename": entry.name, "checksum_ok": True, "format": manifest.format,
                               "target": manifest.target, "trusted": entry.trusted}

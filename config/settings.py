@@ -21,6 +21,8 @@ from backup_engine.dumpinfo import ClientTools
 from backup_engine.registry import client_tools
 from backup_engine.retention import RetentionPolicy
 from backup_engine.storage.base import OBJECT_NAME, check_object_name
+from backup_engine.storage.compression import Compression
+from backup_engine.storage.encryption import load_identities, parse_recipients
 from backup_engine.targets import Target, mask_url
 
 VAR_DIR = Path("var")
@@ -64,9 +66,14 @@ class Settings:
     demo: bool = False
     storage_url: str = ""
     signing_key: bytes = field(default=b"", repr=False)
-    compression: str = "none"
+    compression: Compression = Compression()
+    recipients: tuple[str, ...] = ()
+    identity_file: Path | None = None
     upload_allow_superuser: bool = False
     upload_max_statement_bytes: int = 64 * 1024 * 1024
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs may hold tokens
+    notify_on: str = "failure"
+    stale_after_h: float = 26.0
 
     def target(self, name: object) -> Target:
         """The configured target `name`; the refusal names no other target (a caller may be anyone)."""
@@ -85,7 +92,9 @@ class Settings:
             "result_backend": _mask_backend(self.result_backend),
             "schedule": self.schedule,
             "schedule_formats": list(self.schedule_formats),
-            "storage": self.storage_url,
+            "storage": mask_url(self.storage_url) if "@" in self.storage_url else self.storage_url,
+            "compression": str(self.compression),
+            "encrypted_to": len(self.recipients),
             "tools": self.tools.as_dict(),
         }
 
@@ -104,18 +113,29 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
     if prefix is not None:
         _as_config_error("BACKUP_FILE_PREFIX", lambda: check_object_name(prefix, "BACKUP_FILE_PREFIX"))
     storage_url = env.get("BACKUP_STORAGE_URL") or backup_dir.as_uri()
+    identity_file = env.get("BACKUP_ENCRYPTION_IDENTITY_FILE") or None
+    if identity_file is not None:
+        _as_config_error("BACKUP_ENCRYPTION_IDENTITY_FILE", lambda: load_identities(identity_file))
     return Settings(
         storage_url=storage_url,
+        compression=_as_config_error("BACKUP_COMPRESSION", lambda: Compression.parse(env.get("BACKUP_COMPRESSION"))),
+        recipients=tuple(_as_config_error("BACKUP_ENCRYPTION_RECIPIENTS",
+                                          lambda: parse_recipients(env.get("BACKUP_ENCRYPTION_RECIPIENTS")))),
+        identity_file=Path(identity_file) if identity_file else None,
         signing_key=_signing_key(env, backup_dir),
         upload_allow_superuser=_flag(env, "BACKUP_UPLOAD_ALLOW_SUPERUSER"),
         upload_max_statement_bytes=max(1024, _count(env, "BACKUP_UPLOAD_MAX_STATEMENT_BYTES", 64 * 1024 * 1024)),
+        notify_urls=tuple(url.strip() for url in (env.get("BACKUP_NOTIFY_URLS") or "").split(",") if url.strip()),
+        notify_on=_choice(env, "BACKUP_NOTIFY_ON", ("failure", "all"), "failure"),
+        stale_after_h=_seconds(env, "BACKUP_STALE_AFTER_H", 26.0),
         targets=targets,
         backup_dir=backup_dir,
         upload_dir=upload_dir,
         file_prefix=prefix,
-        broker_url=env.get("CELERY_BROKER_URL") or f"sqla+sqlite:///{(VAR_DIR / 'celery-broker.sqlite3').resolve()}",
-        result_backend=env.get("CELERY_RESULT_BACKEND")
-        or f"db+sqlite:///{(VAR_DIR / 'celery-results.sqlite3').resolve()}",
+        broker_url=_embedded(env.get("CELERY_BROKER_URL")
+                             or f"sqla+sqlite:///{(VAR_DIR / 'celery-broker.sqlite3').resolve()}"),
+        result_backend=_embedded(env.get("CELERY_RESULT_BACKEND")
+                                 or f"db+sqlite:///{(VAR_DIR / 'celery-results.sqlite3').resolve()}"),
         schedule=_crontab(env.get("BACKUP_SCHEDULE") or DEFAULT_SCHEDULE),
         prune_schedule=_crontab(env.get("BACKUP_PRUNE_SCHEDULE") or DEFAULT_PRUNE_SCHEDULE, "BACKUP_PRUNE_SCHEDULE"),
         verify_schedule=_optional_crontab(env.get("BACKUP_VERIFY_SCHEDULE", DEFAULT_VERIFY_SCHEDULE)),
@@ -124,6 +144,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
             keep_daily=_count(env, "BACKUP_KEEP_DAILY", RetentionPolicy.keep_daily),
             keep_weekly=_count(env, "BACKUP_KEEP_WEEKLY", RetentionPolicy.keep_weekly),
             keep_monthly=_count(env, "BACKUP_KEEP_MONTHLY", RetentionPolicy.keep_monthly),
+            keep_side=max(1, _count(env, "BACKUP_KEEP_SIDE", RetentionPolicy.keep_side)),
         ),
         schedule_formats=_formats(env.get("BACKUP_SCHEDULE_FORMATS") or "sql"),
         tools=ClientTools(**{name: _tool(env, variable, names) for name, (variable, names) in client_tools().items()}),
@@ -187,6 +208,26 @@ def _target_spec(name: str, spec: object, shape: str) -> tuple[str, str | None]:
     if queue is not None and (not isinstance(queue, str) or not OBJECT_NAME.fullmatch(queue)):
         raise errors.ConfigError(errors.CONFIG_INVALID, f"BACKUP_TARGETS: {name!r}: queue must be [A-Za-z0-9._-]")
     return spec["url"], queue
+
+
+def _choice(env: Mapping[str, str], variable: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(variable) or default).strip().lower()
+    if value not in choices:
+        raise errors.ConfigError(errors.CONFIG_INVALID, f"{variable}={value!r}: one of {', '.join(choices)}")
+    return value
+
+
+def _embedded(url: str) -> str:
+    """A broker or result backend in a local SQLite file: its folder is made wherever it is."""
+    for scheme in ("sqla+sqlite:///", "db+sqlite:///", "sqlite:///"):
+        if url.startswith(scheme) and url[len(scheme):]:
+            folder = Path(url[len(scheme):]).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise errors.ConfigError(errors.CONFIG_INVALID, f"{folder}: cannot create the embedded "
+                                         f"broker's folder ({exc.strerror})") from exc
+    return url
 
 
 def _flag(env: Mapping[str, str], variable: str) -> bool:

@@ -86,6 +86,42 @@ def retrying(body: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+# The operation each task reports its final failure as (metrics, status, notifications).
+OPERATION_OF = {"backups.create": "backup", "backups.restore": "restore", "backups.restore_converted": "restore",
+                "backups.restore_upload": "restore", "backups.verify": "verify", "backups.verify_latest": "verify",
+                "backups.convert_json_to_sql": "backup"}
+
+
+class Reported(Task):
+    """A task whose final failure (after its last retry; never a retry itself) is recorded in the
+    store and notified."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
+        operation = OPERATION_OF.get(self.name)
+        if operation is None:
+            return
+        target = kwargs.get("target")
+        file = kwargs.get("backup_filename") or kwargs.get("path")
+        if target is None and file:
+            target = operations.backup_target(settings(), file)
+        try:
+            operations.report(settings(), operation, target, "failure", str(exc), file)
+        except Exception as failure:  # noqa: BLE001 - reporting never changes the task's own outcome
+            logger.warning("failure not reported (%s)", type(failure).__name__)
+
+
+def on_site(task: Task, target: object, kwargs: dict[str, Any]) -> None:
+    """A task for a target that names a queue runs on a worker of that queue (next to its database):
+    one sent elsewhere (by an application that knows only the task's name) is forwarded there, and
+    its caller still gets the result under the same task id (`replace`)."""
+    chosen = settings().targets.get(target) if isinstance(target, str) else None
+    if chosen is None or not chosen.queue:
+        return
+    if (task.request.delivery_info or {}).get("routing_key") == chosen.queue:
+        return
+    raise task.replace(task.signature(kwargs=kwargs, queue=chosen.queue))
+
+
 def chained(plan: Plan, first_takes_previous: bool = False) -> Signature:
     """The plan's steps as a chain of signatures of the tasks they name."""
     from celery import current_app
@@ -97,12 +133,14 @@ def chained(plan: Plan, first_takes_previous: bool = False) -> Signature:
     return chain(*signatures)
 
 
-@shared_task(name="backups.create", bind=True)
+@shared_task(name="backups.create", bind=True, base=Reported)
 @retrying
 def create(self: Task, target: str = "default", format: str = "sql", include_data: str = "full",
            method: str = "auto", csv_safe: bool = False) -> dict[str, Any]:
     """A backup. A JSON one goes on as a chain of visible, separately retried steps:
     `convert_json_to_sql` makes its `.sql` twin, `attach_companion` names it in the result."""
+    on_site(self, target, {"target": target, "format": format, "include_data": include_data, "method": method,
+                           "csv_safe": csv_safe})
     manifest = operations.create(settings(), target=target, format=format, include_data=include_data,
                                  method=method, csv_safe=csv_safe, progress=reporter(self), with_twin=False,
                                  lock_wait=TASK_LOCK_WAIT_S)
@@ -112,7 +150,7 @@ def create(self: Task, target: str = "default", format: str = "sql", include_dat
     raise self.replace(chained(rest))
 
 
-@shared_task(name="backups.convert_json_to_sql", bind=True)
+@shared_task(name="backups.convert_json_to_sql", bind=True, base=Reported)
 @retrying
 def convert_json_to_sql(self: Task, backup_filename: str, dialect: str | None = None) -> dict[str, Any]:
     return operations.convert(settings(), backup_filename=backup_filename, dialect=dialect,
@@ -125,13 +163,14 @@ def attach_companion(twin: dict[str, Any], manifest: dict[str, Any]) -> dict[str
     return operations.attach_companion(twin, manifest)
 
 
-@shared_task(name="backups.restore", bind=True)
+@shared_task(name="backups.restore", bind=True, base=Reported)
 @retrying
 def restore(self: Task, backup_filename: str, target: str = "default",
             source_target: str | None = None) -> dict[str, Any]:
     """A restore. A JSON backup is restored through its `.sql` for the target's engine: an
     existing twin that checks out, or else a chain `convert_json_to_sql -> restore_converted`.
     A backup of another target or deployment restores only with `source_target` naming it."""
+    on_site(self, target, {"backup_filename": backup_filename, "target": target, "source_target": source_target})
     current = settings()
     plan, twin = operations.plan_restore(current, backup_filename=backup_filename, target=target,
                                          source_target=source_target)
@@ -142,29 +181,32 @@ def restore(self: Task, backup_filename: str, target: str = "default",
     return restored_from_json(result, backup_filename, twin) if twin else result
 
 
-@shared_task(name="backups.restore_converted", bind=True)
+@shared_task(name="backups.restore_converted", bind=True, base=Reported)
 @retrying
 def restore_converted(self: Task, converted: dict[str, Any], target: str, source: str,
                       source_target: str | None = None) -> dict[str, Any]:
     """Restore the `.sql` converted from JSON backup `source`; the result names both files."""
+    on_site(self, target, {"target": target, "source": source, "source_target": source_target})
     return operations.restore_converted(settings(), converted, target=target, source=source,
                                         source_target=source_target, progress=reporter(self),
                                         lock_wait=TASK_LOCK_WAIT_S)
 
 
-@shared_task(name="backups.restore_upload", bind=True)
+@shared_task(name="backups.restore_upload", bind=True, base=Reported)
 @retrying
 def restore_upload(self: Task, path: str, target: str = "default") -> dict[str, Any]:
+    on_site(self, target, {"path": path, "target": target})
     return operations.restore_upload(settings(), path=path, target=target, progress=reporter(self))
 
 
-@shared_task(name="backups.verify", bind=True)
+@shared_task(name="backups.verify", bind=True, base=Reported)
 @retrying
 def verify(self: Task, backup_filename: str) -> dict[str, Any]:
+    on_site(self, operations.backup_target(settings(), backup_filename), {"backup_filename": backup_filename})
     return operations.verify(settings(), backup_filename=backup_filename)
 
 
-@shared_task(name="backups.verify_latest", bind=True)
+@shared_task(name="backups.verify_latest", bind=True, base=Reported)
 @retrying
 def verify_latest(self: Task, target: str | None = None) -> list[dict[str, Any]]:
     return operations.verify_latest(settings(), target=target)
@@ -178,3 +220,9 @@ def prune(target: str | None = None) -> dict[str, Any]:
 @shared_task(name="backups.list")
 def list_backups(target: str | None = None) -> list[dict[str, Any]]:
     return operations.list_backups(settings(), target=target)
+
+
+@shared_task(name="backups.check_stale")
+def check_stale() -> list[str]:
+    """Targets with no backup newer than BACKUP_STALE_AFTER_H, each notified (beat runs it hourly)."""
+    return operations.check_stale(settings())

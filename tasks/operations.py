@@ -9,6 +9,7 @@ read or written, and the engine and the catalogue do the rest. Plans of several 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from backup_engine import errors
@@ -31,16 +32,21 @@ from backup_engine.plan import (
 )
 from backup_engine.registry import engine_for
 from backup_engine.restore import check_provenance, restore_backup
-from backup_engine.retention import is_side, newest
+from backup_engine.retention import CLOCK_SKEW, is_side, newest
 from backup_engine.retention import prune as prune_catalogue
 from backup_engine.storage import open_store
-from backup_engine.storage.catalogue import Catalogue, Entry, Scope
+from backup_engine.storage.catalogue import Catalogue, Encryption, Entry, Scope, utc_now
+from backup_engine.storage.encryption import load_identities
+from backup_engine.storage.records import OPERATIONS, read_record, write_record
 from backup_engine.targets import Target
 from backup_engine.trust.manifest import Signer
 from backup_engine.trust.uploads import import_upload
 from backup_engine.verify import verify_backup
 from config.settings import Settings
 from tasks.locks import target_lock
+from tasks.notify import notify
+
+logger = logging.getLogger(__name__)
 
 _catalogues: dict[int, tuple[Settings, Catalogue]] = {}
 
@@ -50,7 +56,12 @@ def catalogue_for(settings: Settings) -> Catalogue:
     known = _catalogues.get(id(settings))
     if known is None or known[0] is not settings:
         store = open_store(settings.storage_url, scratch_dir=settings.backup_dir)
-        known = _catalogues[id(settings)] = (settings, Catalogue(store, Signer(settings.signing_key)))
+        identity_file = settings.identity_file
+        encryption = Encryption(recipients=settings.recipients,
+                                identities=(lambda: load_identities(identity_file)) if identity_file else None)
+        catalogue = Catalogue(store, Signer(settings.signing_key), compression=settings.compression,
+                              encryption=encryption)
+        known = _catalogues[id(settings)] = (settings, catalogue)
     return known[1]
 
 
@@ -76,8 +87,9 @@ def create(settings: Settings, *, target: str = "default", format: str = "sql", 
     chosen = settings.target(target)
     if not isinstance(csv_safe, bool):
         raise errors.InvalidRequest(errors.BAD_ARGUMENT, "csv_safe must be true or false")
-    with target_lock(settings, chosen.name, lock_wait):
-        entry = create_backup(engine_of(settings, chosen), catalogue_for(settings), format=format,
+    engine = engine_of(settings, chosen)
+    with target_lock(settings, engine, lock_wait):
+        entry = create_backup(engine, catalogue_for(settings), format=format,
                               include_data=include_data, method=method, prefix=prefix_for(settings, chosen),
                               csv_safe=csv_safe, progress=progress)
     manifest = entry.as_result()
@@ -105,8 +117,9 @@ def restore_file(settings: Settings, *, backup_filename: str, target: str = "def
     chosen = settings.target(target)
     catalogue = catalogue_for(settings)
     elsewhere = check_provenance(catalogue.entry(backup_filename), scope_for(settings), chosen.name, source_target)
-    with target_lock(settings, chosen.name, lock_wait):
-        result = restore_backup(engine_of(settings, chosen), catalogue, backup_filename,
+    engine = engine_of(settings, chosen)
+    with target_lock(settings, engine, lock_wait):
+        result = restore_backup(engine, catalogue, backup_filename,
                                 prefix=prefix_for(settings, chosen), allow_superuser=settings.upload_allow_superuser,
                                 max_statement_bytes=settings.upload_max_statement_bytes, progress=progress)
     return {**result, **({"restored_from": elsewhere} if elsewhere else {})}
@@ -174,10 +187,69 @@ def _source_engine(settings: Settings, entry: Entry) -> Engine:
     return engine_of(settings, settings.targets[name])
 
 
+# --- outcomes: recorded in the store, and told -----------------------------------------------------
+def report(settings: Settings, operation: str, target: object, outcome: str, reason: str | None = None,
+           file: str | None = None) -> None:
+    """A final outcome (a failure after the last retry, a verify that passed): recorded in the store
+    for `status` and `metrics` on every worker, and notified. Neither may fail the caller."""
+    if not isinstance(target, str) or target not in settings.targets:
+        return  # an unknown target: the caller's own error says so; nothing to record it under
+    if outcome == "failure" or operation == "verify":
+        try:
+            write_record(catalogue_for(settings), prefix_for(settings, settings.targets[target]), target, operation,
+                         outcome, reason, file)
+        except Exception as exc:  # noqa: BLE001 - the store may be what failed
+            logger.warning("outcome not recorded (%s: %s)", type(exc).__name__, exc)
+    notify(settings, operation, target, outcome, reason, file)
+
+
+def check_stale(settings: Settings) -> list[str]:
+    """Targets without a backup newer than BACKUP_STALE_AFTER_H; each is notified (beat, hourly)."""
+    stale = [name for name, state in target_states(settings).items() if state["stale"]]
+    for name in stale:
+        notify(settings, "backup", name, "stale", f"no backup newer than {settings.stale_after_h:g} h")
+    return stale
+
+
+def target_states(settings: Settings) -> dict[str, dict[str, Any]]:
+    """What `status` and `metrics` show per target, read from the store (manifests and records)."""
+    catalogue = catalogue_for(settings)
+    listing = catalogue.listing(scope=scope_for(settings))
+    now = utc_now()
+    states: dict[str, dict[str, Any]] = {}
+    for name, chosen in sorted(settings.targets.items()):
+        entries = [entry for entry in listing.entries if entry.manifest.target == name]
+        primary = [entry for entry in entries if not is_side(entry) and not entry.manifest.converted_from]
+        latest = newest(primary, now)
+        by_format: dict[str, Any] = {}
+        for entry in primary:
+            if entry.manifest.format not in by_format and entry.manifest.created <= now + CLOCK_SKEW:
+                by_format[entry.manifest.format] = entry.manifest
+        prefix = prefix_for(settings, chosen)
+        failures = {operation: read_record(catalogue, prefix, name, operation, "failure") for operation in OPERATIONS}
+        verified = read_record(catalogue, prefix, name, "verify", "success")
+        age_h = (now - latest.manifest.created).total_seconds() / 3600 if latest else None
+        states[name] = {"latest": latest.manifest if latest else None, "age_h": age_h, "by_format": by_format,
+                        "kept": len(primary), "failures": failures, "verified": verified,
+                        "stale": age_h is None or age_h > settings.stale_after_h}
+    return states
+
+
+def backup_target(settings: Settings, backup_filename: str) -> str | None:
+    """The target a backup was taken of (its drill runs on that target's server), or None."""
+    try:
+        return catalogue_for(settings).entry(backup_filename).manifest.target
+    except errors.BackupError:
+        return None  # the task itself reports what is wrong with the name
+
+
 def verify(settings: Settings, *, backup_filename: str) -> dict[str, Any]:
-    return verify_backup(catalogue_for(settings), backup_filename, lambda entry: _source_engine(settings, entry),
-                         allow_superuser=settings.upload_allow_superuser,
-                         max_statement_bytes=settings.upload_max_statement_bytes)
+    result = verify_backup(catalogue_for(settings), backup_filename, lambda entry: _source_engine(settings, entry),
+                           allow_superuser=settings.upload_allow_superuser,
+                           max_statement_bytes=settings.upload_max_statement_bytes)
+    if result.get("drill_ok"):
+        report(settings, "verify", result.get("target"), "success", file=result["backup_filename"])
+    return result
 
 
 def verify_latest(settings: Settings, *, target: str | None = None) -> list[dict[str, Any]]:

@@ -13,9 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def clean_environment(**overrides: str) -> dict[str, str]:
-    """The test's environment without any BACKUP_/CELERY_ settings of the machine."""
+    """The test's environment without any BACKUP_/CELERY_ settings of the machine. Backups are not
+    compressed here unless a test says so (BACKUP_COMPRESSION="" gives the product's default, zstd):
+    most tests read a backup's bytes directly; compression and encryption have tests of their own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_", "CELERY_", "FLOWER_"))}
     env["PYTHONPATH"] = str(ROOT)
+    env["BACKUP_COMPRESSION"] = "none"
     env.update(overrides)
     return env
 

@@ -238,3 +238,8 @@ def start_worker(processes: list, env: dict[str, str], cwd: Path, name: str, con
     processes.append(worker)
     worker.wait_for("ready.", timeout=60)
     return worker
+
+
+def wait_for_tool(worker: ManagedProcess, tool: str, timeout: float = 60) -> tuple[int, int]:
+    """(the tool's pid, the pool process's pid) once the worker runs `tool`."""
+    return wait_until(lambda: find_tool(worker.process.pid, tool), timeout, interval=0.005, what=f"{tool} running")

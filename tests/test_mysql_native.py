@@ -165,3 +165,17 @@ def test_target_urls_name_their_database():
         Target.from_url("x", "mysql://user:pw@localhost:3306")
     assert Target.from_url("x", "mariadb+pymysql://u:p@h/db").dialect == "mysql"
     assert shutil.which("mariadb") is None or is_mariadb_client(shutil.which("mariadb"))
+
+
+def test_the_target_lock_lives_on_the_server(mariadb_server, make_mariadb_database):
+    from backup_engine.registry import engine_for
+
+    url = make_mariadb_database("lock")
+    first, second = engine_for(Target.from_url("a", url)), engine_for(Target.from_url("a", url))
+    with first.exclusive("deployment", 0):
+        with pytest.raises(errors.TargetBusy), second.exclusive("deployment", 0.2):
+            pass
+        with second.exclusive("another deployment", 0):
+            pass
+    with second.exclusive("deployment", 0):
+        pass

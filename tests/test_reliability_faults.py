@@ -53,6 +53,7 @@ from tests.reliability_helpers import (
     start_worker,
     task_meta,
     temp_files,
+    wait_for_tool,
     wait_result,
     wait_until,
     worker_env,
@@ -85,10 +86,6 @@ def big(pg_server):
 
 def settings_for(env: dict[str, str]):
     return load_settings(env, dotenv_path=None)
-
-
-def wait_for_tool(worker: ManagedProcess, tool: str, timeout: float = 60) -> tuple[int, int]:
-    return wait_until(lambda: find_tool(worker.process.pid, tool), timeout, interval=0.005, what=f"{tool} running")
 
 
 def received_count(worker_log: str, task_id: str) -> int:

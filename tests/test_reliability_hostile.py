@@ -72,9 +72,10 @@ def lab(pg_server, tmp_path_factory):
         (root / folder).mkdir()
     markers = Path(tempfile.mkdtemp(prefix="bw-markers-", dir="/tmp"))
     markers.chmod(0o777)  # the PostgreSQL server runs as `postgres`: a COPY ... TO PROGRAM could write here
-    settings = load_settings({
+    settings = load_settings({  # uncompressed: the cases below cut and copy the seed backups' bytes
         "BACKUP_TARGETS": json.dumps({"victim": urls["victim"], "other": urls["other"], "lite": f"sqlite:///{lite}"}),
-        "BACKUP_DIR": str(root / "backups"), "BACKUP_UPLOAD_DIR": str(root / "uploads")}, dotenv_path=None)
+        "BACKUP_DIR": str(root / "backups"), "BACKUP_UPLOAD_DIR": str(root / "uploads"),
+        "BACKUP_COMPRESSION": "none"}, dotenv_path=None)
     seeds = {name: operations.create(settings, target=name) for name in ("victim", "other", "lite")}
     (root / "outside" / "secret.sql").write_bytes(Path(seeds["victim"]["path"]).read_bytes())
     yield {"victim_state": richdb_pg.database_state(urls["victim"]),
@@ -334,7 +335,7 @@ def _transaction_escape(lab) -> bytes:
 HOSTILE_FILES = [
     ("empty", lambda lab: b"", "empty"),
     ("truncated dump", _truncated_dump, "ends inside COPY data"),
-    ("gzip named .sql", lambda lab: gzip.compress(Path(lab["seeds"]["victim"]["path"]).read_bytes()), "gzip"),
+    ("gzip of binary junk named .sql", lambda lab: gzip.compress(os.urandom(2000) + b"\x00"), "binary"),
     ("binary junk", lambda lab: os.urandom(2000) + b"\x00" + os.urandom(2000), "binary"),
     ("CSV zip", lambda lab: _csv_zip(), "export only"),
     ("SQLite file into PostgreSQL", lambda lab: lab["lite"].read_bytes(), "restores only into SQLite"),

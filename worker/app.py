@@ -6,13 +6,18 @@ the variable instead of failing its first task.
 
 from __future__ import annotations
 
+import os
+import threading
+
+from billiard import process as pool_processes
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_shutting_down
 
 from config.settings import Settings, load_settings
 from worker.schedule import beat_schedule
 
 RESULT_EXPIRES_S = 90 * 24 * 3600
+SHUTDOWN_GRACE_S = 6.0  # a TERM or INT ends the worker within this (plus the moment it takes to notice)
 
 
 def visibility_timeout(time_limit_s: int) -> int:
@@ -26,6 +31,19 @@ def transport_options(broker_url: str, time_limit_s: int) -> dict[str, object]:
     if broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
         return {"visibility_timeout": visibility_timeout(time_limit_s)}
     return {}
+
+
+def site_router(settings: Settings):  # noqa: ANN201 - Celery's router signature
+    """Tasks of a target that names a `queue` go to that queue, where a worker next to its database
+    (`-Q site-a`) takes them; everything else goes to the default queue."""
+
+    def route(name: str, args: object, kwargs: dict | None, options: dict, task: object = None,
+              **_: object) -> dict[str, str] | None:
+        target = (kwargs or {}).get("target")
+        chosen = settings.targets.get(target) if isinstance(target, str) else None
+        return {"queue": chosen.queue} if chosen is not None and chosen.queue else None
+
+    return route
 
 
 def make_app(settings: Settings) -> Celery:
@@ -50,6 +68,7 @@ def make_app(settings: Settings) -> Celery:
         enable_utc=True,
         timezone="UTC",
         beat_schedule=beat_schedule(settings),
+        task_routes=(site_router(settings),),
     )
     return app
 
@@ -61,6 +80,23 @@ def sweep_orphaned_temp_files(**_: object) -> None:
     from tasks.operations import catalogue_for
 
     catalogue_for(settings).sweep()
+
+
+@worker_shutting_down.connect
+def bounded_shutdown(**_: object) -> None:
+    """Warm shutdown first, but never a hang: a TERM sent to the whole process group kills the pool's
+    children too, and one that dies holding the pool's queue lock leaves the parent's finalizer
+    waiting for ever. Past the grace period the worker's children are killed and it exits; a task
+    that was running is redelivered (acks_late, reject_on_worker_lost), as after any crash."""
+
+    def force() -> None:
+        for child in pool_processes.active_children():
+            child.kill()
+        os._exit(0)
+
+    timer = threading.Timer(SHUTDOWN_GRACE_S, force)
+    timer.daemon = True
+    timer.start()
 
 
 settings = load_settings()

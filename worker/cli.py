@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the worker with its beat (embedded SQLite broker when none is set)")
+    status = commands.add_parser("status", help="a table per target: newest good backup, last verify and failure")
+    status.add_argument("--json", action="store_true", help="the same, as JSON")
+    metrics = commands.add_parser("metrics", help="serve Prometheus metrics read from the store")
+    metrics.add_argument("--addr", default="127.0.0.1")
+    metrics.add_argument("--port", type=int, default=9808)
+    metrics.add_argument("--once", action="store_true", help="print the page once and exit")
     for name, command in COMMANDS.items():
         sub = commands.add_parser(name, help=f"task {command.task}")
         for positional in command.positional:
@@ -79,11 +85,24 @@ def task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in kwargs.items() if value is not None or name in command.positional}
 
 
+# The operation a local failure is recorded and notified as (a worker does the same for its tasks).
+REPORTED = {"create": "backup", "restore": "restore", "restore_upload": "restore", "verify": "verify"}
+
+
 def run_local(command: Command, kwargs: dict[str, Any]) -> Any:
     from config.settings import load_settings
     from tasks import operations
 
-    return getattr(operations, command.operation)(load_settings(), **kwargs)
+    settings = load_settings()
+    try:
+        return getattr(operations, command.operation)(settings, **kwargs)
+    except BackupError as exc:
+        operation = REPORTED.get(command.operation)
+        if operation:
+            file = kwargs.get("backup_filename") or kwargs.get("path")
+            target = kwargs.get("target") or (file and operations.backup_target(settings, file))
+            operations.report(settings, operation, target, "failure", str(exc), file)
+        raise
 
 
 class RemoteTaskFailed(Exception):
@@ -131,11 +150,28 @@ def run_worker() -> int:
     return 0
 
 
+def observe(args: argparse.Namespace) -> int:
+    from config.settings import load_settings
+    from worker import observe as views
+
+    settings = load_settings()
+    if args.command == "status":
+        report = views.status(settings)
+        print(json.dumps(report, indent=2, sort_keys=True) if args.json else views.status_table(report))
+    elif args.once:
+        sys.stdout.write(views.metrics_text(settings).decode())
+    else:
+        views.serve_metrics(settings, args.addr, args.port)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
             return run_worker()
+        if args.command in ("status", "metrics"):
+            return observe(args)
         command = COMMANDS[args.command]
         kwargs = task_kwargs(args)
         if args.local:

@@ -293,6 +293,12 @@ class Engine(ABC):
         of untrusted scripts is the only check."""
         return schema
 
+    # --- one operation at a time ------------------------------------------------------------
+    @abstractmethod
+    def exclusive(self, namespace: str, wait_s: float) -> AbstractContextManager[None]:
+        """Hold the target's lock for the block, waiting up to `wait_s` (then TargetBusy). It holds
+        across workers and is released the moment its holder dies: a kill -9 costs no wait."""
+
     # --- scratch databases ------------------------------------------------------------------
     def sweep(self) -> list[str]:
         """Remove what restores killed mid-way left on the server (scratch databases)."""

@@ -143,6 +143,8 @@ def decode_value(value: Any, kind: str, natural: bool) -> Any:
     if kind == "array":
         if isinstance(value, list):
             return json.dumps(plain_json(value), ensure_ascii=False, allow_nan=False)
+        if isinstance(value, str):
+            return value  # an array the source wrote as its text (bounds other than 1)
         raise ValueError_(f"expected an array, got {describe(value)}")
     if isinstance(value, str):
         return value

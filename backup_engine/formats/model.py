@@ -164,6 +164,38 @@ class Extension:
 
 
 @dataclass
+class CatalogNode:
+    """One object of a catalog-exact script: the statements that create it, in the server's own words
+    (pg_get_*def, format_type, quote_ident), every name schema-qualified."""
+
+    kind: str  # "table", "aggregate", "operator class", ... (messages, and what an untrusted document may hold)
+    name: str  # its identity, e.g. "zoo.root_sum_sq(numeric)"
+    statements: list[str] = field(default_factory=list)
+    section: str = "pre"  # "pre" (before the data), "post" (after it) or "refresh" (a matview's data, last)
+
+
+@dataclass
+class LargeObjectDef:
+    oid: int
+    comment: str | None = None
+    data: str | None = None  # hex; only where the rows travel in the document itself (JSON)
+
+
+@dataclass
+class PgCatalog:
+    """A PostgreSQL source's objects in dependency order (pg_depend), as pg_dump would write them.
+
+    Written by our own readers only: a document that is not ours restores from the typed lists of
+    `SchemaExtras` instead (what they can carry), never from these statements.
+    """
+
+    nodes: list[CatalogNode] = field(default_factory=list)
+    large_objects: list[LargeObjectDef] = field(default_factory=list)
+    # database-level objects a dump of one database leaves out (event triggers, publications, ...)
+    not_carried: list[str] = field(default_factory=list)
+
+
+@dataclass
 class SchemaExtras:
     schemas: list[str] = field(default_factory=list)  # schemas to create (not "public")
     extensions: list[Extension] = field(default_factory=list)
@@ -187,6 +219,8 @@ class SchemaExtras:
     reserved_words: list[str] = field(default_factory=list)
     # table key -> name as reported in table_rows (pg_dump style quote_ident names)
     display_names: dict[str, str] = field(default_factory=dict)
+    # every object, catalog-exact and in dependency order (PostgreSQL sources read by this worker)
+    catalog: PgCatalog | None = None
 
 
 @dataclass
@@ -209,11 +243,42 @@ def extras_to_dict(extras: SchemaExtras) -> dict[str, Any]:
     return asdict(extras)
 
 
+# Kinds of catalog nodes the typed lists above also carry (what a document that is not ours
+# restores from, every fragment vetted); the others only travel in the catalog section.
+TYPED_KINDS = frozenset({
+    "schema", "extension", "enum", "domain", "domain constraint", "function", "procedure", "sequence",
+    "sequence owned by", "table", "partition attach", "default", "check constraint", "constraint", "foreign key",
+    "index", "index attach", "view", "materialized view", "refresh", "trigger",
+})
+
+
+def catalog_only_objects(data: dict[str, Any] | None) -> list[str]:
+    """What a document's catalog section holds that its typed lists do not: "aggregate x", ..."""
+    if not isinstance(data, dict):
+        return []
+    nodes = data.get("nodes") or []
+    found = [f"{node.get('kind')} {node.get('name')}" for node in nodes
+             if isinstance(node, dict) and node.get("kind") not in TYPED_KINDS]
+    found += [f"large object {lo.get('oid')}" for lo in data.get("large_objects") or [] if isinstance(lo, dict)]
+    return found
+
+
+def catalog_from_dict(data: dict[str, Any] | None) -> PgCatalog | None:
+    if data is None:
+        return None
+    return PgCatalog(nodes=[CatalogNode(**node) for node in data.get("nodes", [])],
+                     large_objects=[LargeObjectDef(**lo) for lo in data.get("large_objects", [])],
+                     not_carried=list(data.get("not_carried", [])))
+
+
 def extras_from_dict(data: dict[str, Any]) -> SchemaExtras:
     known = {f.name for f in fields(SchemaExtras)}
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
+            continue
+        if key == "catalog":
+            values[key] = catalog_from_dict(value)
             continue
         if key in _LIST_TYPES:
             kind = _LIST_TYPES[key]

@@ -28,6 +28,7 @@ from backup_engine.formats import Format
 from backup_engine.scratch import private_folder
 from backup_engine.storage.base import Store, check_object_name
 from backup_engine.storage.compression import Compression, object_suffix
+from backup_engine.storage.encryption import public_keys
 from backup_engine.storage.stages import ReadPipeline, WritePipeline
 from backup_engine.trust.manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, Manifest, Signer
 
@@ -125,18 +126,16 @@ class NewArtifact:
         self._writer = self._catalogue.store.create(self._names())
         self._pipeline = WritePipeline(self._writer, self._compression, list(self._catalogue.encryption.recipients))
         self.tail = b""
+        self.content_bytes = 0
 
     def write(self, data: bytes) -> int:
         self._pipeline.write(data)
         self.tail = (self.tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
+        self.content_bytes += len(data)
         return len(data)
 
     def flush(self) -> None:
         """(Streams flush at close; here for callers that expect a file.)"""
-
-    @property
-    def content_bytes(self) -> int:
-        return self._pipeline.content_bytes
 
     def restart(self) -> None:
         """Throw away what was written so far and start again (before a fallback)."""
@@ -301,11 +300,21 @@ class Catalogue:
             raise errors.ArtifactError(errors.CHECKSUM_MISMATCH, manifest.backup_filename)
 
     def identities_for(self, manifest: Manifest) -> list[str]:
+        """The identities that open this backup; refused up front (before anything is touched) when
+        this worker has none, or none of its identities is among the backup's recipients."""
         if manifest.encryption is None:
             return []
         if self.encryption.identities is None:
             raise errors.ArtifactError(errors.IDENTITY_MISSING, manifest.backup_filename)
-        return self.encryption.identities()
+        identities = self.encryption.identities()
+        recipients = set((manifest.encryption or {}).get("recipients") or [])
+        if recipients and not recipients & set(public_keys(identities)):
+            raise errors.ArtifactError(errors.IDENTITY_MISMATCH, manifest.backup_filename)
+        return identities
+
+    def readable(self, entry: Entry) -> None:
+        """Refuse now, not half-way, a backup this worker cannot read (no identity for it)."""
+        self.identities_for(entry.manifest)
 
     def listing(self, *, scope: Scope | None = None, target: str | None = None) -> Listing:
         """The backups `scope` owns (and of `target`), newest first, and its manifests that are corrupt."""

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.client import BaseClient
 
@@ -241,9 +241,16 @@ class S3Store(Store):
         if "@" in parts.netloc:  # never echo it: it holds credentials
             raise errors.ConfigError(errors.UNSUPPORTED_STORE,
                                      "credentials do not belong in BACKUP_STORAGE_URL; use the AWS_* variables")
-        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-            raise errors.ConfigError(errors.UNSUPPORTED_STORE, "use s3://bucket/prefix")
-        return cls(parts.netloc, unquote(parts.path), scratch_dir=scratch_dir)
+        options = parse_qs(parts.query, strict_parsing=False)
+        if parts.scheme != "s3" or not parts.netloc or parts.fragment or set(options) - {"part_size"}:
+            raise errors.ConfigError(errors.UNSUPPORTED_STORE, "use s3://bucket/prefix (optionally ?part_size=BYTES)")
+        extra = {}
+        if "part_size" in options:
+            size = options["part_size"][-1]
+            if not size.isdigit() or int(size) < 1:
+                raise errors.ConfigError(errors.UNSUPPORTED_STORE, "part_size is a number of bytes")
+            extra["part_size"] = int(size)
+        return cls(parts.netloc, unquote(parts.path), scratch_dir=scratch_dir, **extra)
 
     @property
     def client(self) -> BaseClient:

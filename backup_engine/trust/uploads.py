@@ -13,6 +13,7 @@ An upload is untrusted from its path to its last byte:
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import time
@@ -28,11 +29,10 @@ from backup_engine.formats.json_document import read_document
 from backup_engine.scratch import private_folder
 from backup_engine.storage.base import check_object_name
 from backup_engine.storage.catalogue import Catalogue, Entry, NewArtifact, utc_now
+from backup_engine.storage.compression import GZIP, NONE, ZSTD, GzipReader, ZstdReader, sniff_compression
 
 SNIFF_BYTES = 4096
 BLOCK = 1 << 20
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZIP_MAGIC = b"PK\x03\x04"
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -88,10 +88,8 @@ def sniff_format(head: bytes, engine: Engine) -> str:
     unsupported = engine.unsupported_restore
     if not head:
         raise errors.InvalidRequest(unsupported, "the uploaded file is empty")
-    if head.startswith(GZIP_MAGIC):
-        raise errors.InvalidRequest(unsupported, "the upload is gzip-compressed; upload the plain file")
-    if head.startswith(ZSTD_MAGIC):
-        raise errors.InvalidRequest(unsupported, "the upload is zstd-compressed; upload the plain file")
+    if sniff_compression(head) != NONE:
+        raise errors.InvalidRequest(unsupported, "the upload is compressed twice")
     if head.startswith(ZIP_MAGIC):
         raise errors.InvalidRequest(unsupported, "a zip (CSV backup) is export only")
     own = engine.sniff_upload(head)
@@ -104,6 +102,17 @@ def sniff_format(head: bytes, engine: Engine) -> str:
     if head.lstrip().startswith(b"{"):
         return "json"
     return "sql"
+
+
+def decompressed(handle: BinaryIO) -> io.BufferedReader:
+    """The upload's plain bytes: a `.gz` or `.zst` upload is read through its decompressor (output
+    bounded per read, a truncated stream refused), anything else as it is."""
+    kind = sniff_compression(handle.peek(SNIFF_BYTES)[:SNIFF_BYTES])  # type: ignore[attr-defined]
+    if kind == ZSTD:
+        return io.BufferedReader(ZstdReader(handle), BLOCK)
+    if kind == GZIP:
+        return io.BufferedReader(GzipReader(handle), BLOCK)
+    return handle  # type: ignore[return-value]
 
 
 class Tee:
@@ -161,8 +170,9 @@ def import_upload(catalogue: Catalogue, engine: Engine, upload_dir: Path, path: 
                   prefix: str | None = None, max_statement_bytes: int = MAX_STATEMENT_BYTES) -> Entry:
     """Check the upload through the engine's gate and keep it as a backup with `origin: upload`."""
     started = time.monotonic()
-    with open_upload(upload_dir, path) as handle:
-        upload_format = sniff_format(handle.peek(SNIFF_BYTES)[:SNIFF_BYTES], engine)  # type: ignore[attr-defined]
+    with open_upload(upload_dir, path) as raw:
+        handle = decompressed(raw)
+        upload_format = sniff_format(handle.peek(SNIFF_BYTES)[:SNIFF_BYTES], engine)
         relative = "/".join(upload_parts(upload_dir, path))
         with catalogue.new_artifact(FORMATS[upload_format], prefix or engine.target.name, utc_now()) as artifact:
             if upload_format == "sql":

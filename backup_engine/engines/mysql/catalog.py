@@ -26,6 +26,10 @@ TOKEN = re.compile(r"\s+|/\*.*?\*/|--[^\n]*|#[^\n]*|`(?:[^`]|``)*`|'(?:[^'\\]|\\
                    re.S)
 
 
+class Unreadable(Exception):
+    """An object whose definition this account may not read (or that the engine does not carry)."""
+
+
 def quote_name(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
@@ -142,8 +146,8 @@ def _show_create(cur: Any, kind: str, name: str, column: int) -> tuple[Any, ...]
     cur.execute(f"SHOW CREATE {kind} {quote_name(name)}")
     row = cur.fetchone()
     if row is None or row[column] is None:
-        raise errors.DumpError(errors.FALLBACK_FAILED, f"no privilege to read the definition of {kind.lower()} "
-                               f"{name!r} (grant SELECT on mysql.proc, or SHOW CREATE ROUTINE)")
+        raise Unreadable(f"no privilege to read the definition of {kind.lower()} {name!r} (grant SELECT on "
+                         "mysql.proc, or SHOW CREATE ROUTINE)")
     return tuple(row)
 
 
@@ -188,8 +192,8 @@ def routines(cur: Any, database: str) -> list[DbObject]:
     for kind, name in rows:
         kind, name = text(kind), text(name)
         if kind not in ("PROCEDURE", "FUNCTION"):
-            raise errors.DumpError(errors.FALLBACK_FAILED, f"{kind.lower()} {name!r}: only procedures and functions "
-                                   "are carried")
+            raise Unreadable(f"{errors.CANNOT_CARRY} {kind.lower()} {quote_name(name)} (only procedures and "
+                             "functions are carried)")
         row = _show_create(cur, kind, name, 2)
         found.append(DbObject(kind, name, text(row[2]), text(row[1]), text(row[3]), text(row[4])))
     return found

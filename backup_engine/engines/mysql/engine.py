@@ -4,6 +4,7 @@ fallback, JSON and CSV, restores built beside the target and swapped in under a 
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from typing import Any, BinaryIO, ClassVar
 
 import pymysql
@@ -25,7 +26,13 @@ from backup_engine.engines.mysql import kinds as mysql_kinds
 from backup_engine.engines.mysql.catalog import text
 from backup_engine.engines.mysql.connect import classify_exception, connect, server_version
 from backup_engine.engines.mysql.literals import mysql_string
-from backup_engine.engines.mysql.scratch import control_connection, database_exists, drill_database, target_lock
+from backup_engine.engines.mysql.scratch import (
+    control_connection,
+    database_exists,
+    drill_database,
+    exclusive,
+    target_lock,
+)
 from backup_engine.engines.mysql.writer import MysqlScriptWriter, make_dialect
 from backup_engine.formats.json_document import JsonBackupReader
 from backup_engine.formats.model import DatabaseModel, PortableDefault
@@ -156,6 +163,9 @@ class MysqlEngine(Engine):
 
     def sweep(self) -> list[str]:
         return restore.sweep(self.target)
+
+    def exclusive(self, namespace: str, wait_s: float) -> AbstractContextManager[None]:
+        return exclusive(self.target, namespace, wait_s)
 
     # --- uploads -----------------------------------------------------------------------------
     def check_upload(self, stream: BinaryIO, format: str, max_statement_bytes: int = MAX_STATEMENT_BYTES

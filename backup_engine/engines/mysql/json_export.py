@@ -27,7 +27,7 @@ def export_json(target: Target, out: ByteSink, include_data: str, progress: Prog
     database = target.url.database or ""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw:
         begin_snapshot(raw)
-        reflected = reflect_mysql(raw, database)
+        reflected = reflect_mysql(raw, database, errors.JSON_BACKUP_FAILED)
         model = reflected.model
         metadata = model.metadata
         row_columns = {key: [column.name for column in table.columns] for key, table in metadata.tables.items()}

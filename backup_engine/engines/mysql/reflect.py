@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backup_engine import errors
 from backup_engine.engines.mysql import catalog
 from backup_engine.engines.mysql.catalog import DbObject, quote_name, text
 from backup_engine.engines.mysql.kinds import INTEGER_TYPES, kind_of
@@ -123,9 +124,17 @@ class Reflected:
         return {name: (details.kind, None) for name, details in self.columns.get(key, {}).items()}
 
 
-def reflect_mysql(raw: Any, database: str) -> Reflected:
+def reflect_mysql(raw: Any, database: str, failure: str = errors.FALLBACK_FAILED) -> Reflected:
     """The model of `database`, read on `raw` (a snapshot connection). Names are not qualified with
-    the database's own, so a backup restores into any database."""
+    the database's own, so a backup restores into any database. What it cannot carry (or read) fails
+    it up front with DumpError(`failure`, why)."""
+    try:
+        return _reflect(raw, database)
+    except catalog.Unreadable as exc:
+        raise errors.DumpError(failure, str(exc)) from exc
+
+
+def _reflect(raw: Any, database: str) -> Reflected:
     with raw.cursor() as cur:
         cur.execute("SELECT VERSION()")
         version = text(cur.fetchone()[0])

@@ -180,6 +180,8 @@ def restore_beside(target: Target, source: ArtifactSource, include_data: str, ta
                                           "the next sweep of the target retries it") from undo
             if isinstance(failure, pymysql.err.MySQLError):
                 raise as_restore_error(failure, target, "") from failure
+            if isinstance(failure, catalog.Unreadable):
+                raise errors.RestoreError(errors.RESTORE_FAILED, str(failure)) from failure
             raise
         with contextlib.suppress(pymysql.err.MySQLError):  # committed: what is left is scratch, swept later
             swap.finish(cur, plan)

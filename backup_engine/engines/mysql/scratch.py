@@ -42,6 +42,22 @@ def restore_names(rid: str) -> tuple[str, str, str]:
     return control, f"{control}_new", f"{control}_old"
 
 
+@contextmanager
+def exclusive(target: Target, namespace: str, wait_s: float) -> Iterator[None]:
+    """The target's lock for one operation (`Engine.exclusive`): a server lock (GET_LOCK) held by a
+    connection of our own, so it holds across workers on any machine and goes the moment its holder
+    dies (the server sees the connection drop), with no expiry to wait out."""
+    name = "bw_op_" + hashlib.sha256(f"{namespace}:{target.url.database}".encode()).hexdigest()[:40]
+    with control_connection(target) as conn, conn.cursor() as cur:
+        if not try_lock(cur, name, max(0.0, wait_s)):
+            raise errors.TargetBusy(errors.TARGET_BUSY, f"another backup or restore of {target.name!r} is running "
+                                    f"(waited {wait_s:.0f}s)")
+        try:
+            yield
+        finally:
+            release_lock(cur, name)
+
+
 def target_lock(database: str) -> str:
     """The server lock a restore of `database` holds (lock names are at most 64 characters)."""
     return "bw_target_" + hashlib.sha256(database.encode("utf-8")).hexdigest()[:40]

@@ -8,6 +8,11 @@ the server's own deparser (pg_get_*def). The session is expected to run with
 generated script restores under pg_dump's empty search_path.
 
 Objects that belong to an extension are left to `CREATE EXTENSION`.
+
+These are the typed lists of `SchemaExtras`: what a conversion reads (table kinds, display
+names, partitions, sequence positions, the triggers a data-only load pauses), and what a JSON
+document that is not ours restores from once vetted. Our own scripts are written from the
+catalog-exact nodes of `catalog_read` instead.
 """
 
 from __future__ import annotations
@@ -274,20 +279,30 @@ def read_table_info(cur: Any) -> TableInfo:
     return info
 
 
+SEQUENCE_POSITIONS_BATCH = 500
+
+
 def read_sequences(cur: Any) -> list[SequenceDef]:
+    """Every sequence with its position; positions are read in batches (one query per 500
+    sequences: `SELECT last_value, is_called` is per sequence relation)."""
     from psycopg2 import sql
 
     sequences = []
     for (schema, name, data_type, start, increment, min_value, max_value, cache, cycle, deptype, tschema, table,
          column) in _rows(cur, SEQUENCES_SQL):
-        sequence = SequenceDef(schema=schema, name=name, data_type=data_type, start=start, increment=increment,
-                               min_value=min_value, max_value=max_value, cache=cache, cycle=cycle,
-                               owned_by=[tschema, table, column] if deptype and column else None,
-                               identity=deptype == "i")
-        cur.execute(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(sql.Identifier(schema),
-                                                                             sql.Identifier(name)))
-        sequence.last_value, sequence.is_called = cur.fetchone()
-        sequences.append(sequence)
+        sequences.append(SequenceDef(schema=schema, name=name, data_type=data_type, start=start, increment=increment,
+                                     min_value=min_value, max_value=max_value, cache=cache, cycle=cycle,
+                                     owned_by=[tschema, table, column] if deptype and column else None,
+                                     identity=deptype == "i"))
+    for first in range(0, len(sequences), SEQUENCE_POSITIONS_BATCH):
+        batch = sequences[first:first + SEQUENCE_POSITIONS_BATCH]
+        query = sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {}::integer, last_value, is_called FROM {}.{}").format(
+                sql.Literal(index), sql.Identifier(seq.schema or "public"), sql.Identifier(seq.name))
+            for index, seq in enumerate(batch))
+        cur.execute(query)
+        for index, last_value, is_called in cur.fetchall():
+            batch[index].last_value, batch[index].is_called = last_value, is_called
     return sequences
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from typing import Any, BinaryIO, ClassVar
 
 from backup_engine import errors
@@ -23,16 +24,24 @@ from backup_engine.engines.postgresql import (
     json_import,
     json_vetting,
     native,
+    swap,
     uploads,
 )
 from backup_engine.engines.postgresql import kinds as pg_kinds
 from backup_engine.engines.postgresql.gate import GateLimits
-from backup_engine.engines.postgresql.restore import restore_in_one_transaction
-from backup_engine.engines.postgresql.scratch import count_rows, scratch_database
+from backup_engine.engines.postgresql.restore import (
+    check_lock_capacity,
+    load_into_new_database,
+    restore_in_one_transaction,
+)
+from backup_engine.engines.postgresql.scratch import check_rows, count_rows, scratch_database
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter, make_dialect
 from backup_engine.formats.json_document import JsonBackupReader
 from backup_engine.formats.model import DatabaseModel
 from backup_engine.formats.sql_script import CopyData, RowData, ScriptWriter
+from backup_engine.targets import Target
+
+ESTIMATED_RELATIONS_PER_TABLE = 4  # a table, its key's index, a sequence, a toast table: when the manifest says none
 
 
 class PostgresEngine(Engine):
@@ -73,19 +82,46 @@ class PostgresEngine(Engine):
 
     def restore(self, source: ArtifactSource, request: RestoreRequest,
                 progress: Progress = no_progress) -> RestoreOutcome:
-        if request.trusted:
-            restore_in_one_transaction(self.target, source, request.include_data, request.table_rows,
-                                       self.tools.get("psql"))
-        else:
+        """Built beside the target and swapped in when the role may create databases (any number
+        of relations, on a server's default settings); else one transaction over the target, after
+        checking up front that it fits the server's lock table. A data-only backup fills the
+        target's own tables, in one transaction."""
+        swap.sweep(self.target)
+        if request.include_data != "data" and swap.can_create_databases(self.target):
+            with swap.beside(self.target) as new:
+                progress(phase="restore", building=new.name)
+                self._load(new.database, source, request, fresh=True)
+                check_rows(new.database, request.table_rows)
+                progress(phase="swap")
+                ended = new.swap_in()
+            return RestoreOutcome({"built_beside": True, "sessions_ended": ended})
+        check_lock_capacity(self.target, request.object_counts.get("relations", ESTIMATED_RELATIONS_PER_TABLE
+                                                                   * len(request.table_rows)))
+        self._load(self.target, source, request, fresh=False)
+        return RestoreOutcome({"built_beside": False})
+
+    def _load(self, database: Target, source: ArtifactSource, request: RestoreRequest, *, fresh: bool) -> None:
+        psql = self.tools.get("psql")
+        if not request.trusted:
             limits = GateLimits(max_statement_bytes=request.max_statement_bytes)
-            uploads.restore_untrusted(self.target, source, request.include_data, request.table_rows,
-                                      request.allow_superuser, limits)
-        return RestoreOutcome()
+            uploads.restore_untrusted(database, source, request.include_data, request.table_rows,
+                                      request.allow_superuser, limits, fresh=fresh)
+        elif fresh:
+            load_into_new_database(database, source, psql)
+        else:
+            restore_in_one_transaction(database, source, request.include_data, request.table_rows, psql)
 
     def drill(self, source: ArtifactSource, request: RestoreRequest) -> dict[str, int]:
+        swap.sweep(self.target)
         with scratch_database(self.target) as scratch:
-            type(self)(scratch, self.tools, self._scratch_dir).restore(source, request)
+            self._load(scratch, source, request, fresh=True)
             return count_rows(scratch)
+
+    def sweep(self) -> list[str]:
+        return swap.sweep(self.target)
+
+    def exclusive(self, namespace: str, wait_s: float) -> AbstractContextManager[None]:
+        return swap.exclusive(self.target, namespace, wait_s)
 
     # --- uploads -----------------------------------------------------------------------------
     def check_upload(self, stream: BinaryIO, format: str, max_statement_bytes: int = MAX_STATEMENT_BYTES

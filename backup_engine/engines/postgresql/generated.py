@@ -13,6 +13,7 @@ from sqlalchemy import Table
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
+from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.connect import snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter
@@ -41,12 +42,23 @@ def copy_source(raw: Any, writer: PostgresScriptWriter) -> DataSource:
 def dump_generated(target: Target, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
     """Write a restorable SQL script of `target` into `out` without any client tool.
 
-    Raises DumpError(FALLBACK_FAILED, reason), or TargetUnavailable when the server is down.
+    Raises DumpError(FALLBACK_FAILED, reason), or TargetUnavailable when the server is down;
+    DumpError(FALLBACK_FAILED, "cannot carry ...") before anything is written when the database
+    holds objects the script cannot carry. Database-level objects a dump of one database leaves
+    out are named in the result's `not_carried`.
     """
     progress(phase="dump", method=METHOD)
     with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, \
             sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
         model = reflect_postgresql(conn)
         writer = PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
+
+        def large_object_source(oid: int) -> Any:
+            with raw.cursor() as cur:
+                yield from large_object_chunks(cur, oid)
+
+        writer.large_object_source = large_object_source
         table_rows = writer.write_script(model, include_data, copy_source(raw, writer))
-    return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows)
+    not_carried = model.extras.catalog.not_carried if model.extras.catalog else []
+    return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows,
+                      not_carried=list(not_carried))

@@ -54,6 +54,8 @@ def _array(numeric: bool) -> Field:
     def field(value: Any) -> str:
         if value is None:
             return NULL
+        if type(value) is str:  # the array's own text: bounds other than 1 (`[0:2]={1,2,3}`)
+            return value.translate(COPY_ESCAPES)
         if type(value) is not list:
             raise ValueError_(f"expected an array, got {describe(value)}")
         return _element(value, numeric).translate(COPY_ESCAPES)

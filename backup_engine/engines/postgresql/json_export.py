@@ -46,7 +46,7 @@ def export_json(target: Target, out: ByteSink, include_data: str,
     """Write the JSON document of a PostgreSQL target into `out`; rows are rendered by the server."""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
             sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
-        model = reflect_postgresql(conn)
+        model = reflect_postgresql(conn, failure=errors.JSON_BACKUP_FAILED, large_object_data=include_data != "schema")
         with raw.cursor() as cur:
             column_kinds = pg_kinds.column_kinds(cur)
             cur.execute(PG_PORTABLE_INDEXES_SQL)
@@ -99,4 +99,6 @@ def _write_postgresql(raw: Any, model: DatabaseModel, column_kinds: dict, indexe
     writer.finish()
     names = {key: model.extras.display_names.get(key) or key for key in metadata.tables}
     table_rows = {names[key]: writer.table_rows.get(key, 0) for key in metadata.tables}
-    return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows)
+    not_carried = model.extras.catalog.not_carried if model.extras.catalog else []
+    return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows,
+                      not_carried=list(not_carried))

@@ -16,6 +16,7 @@ from typing import Any
 
 from backup_engine import errors
 from backup_engine.engines.postgresql.gate_fragments import check_expression, check_statement, check_type_name
+from backup_engine.formats.model import catalog_only_objects
 
 # extras lists whose items carry a full definition, with the statement kind each must be
 DEFINITIONS = {"views": None, "routines": "CreateFunctionStmt", "triggers": "CreateTrigStmt",
@@ -60,6 +61,13 @@ def vet_schema(schema: dict[str, Any]) -> dict[str, Any]:
     for spec in vetted.get("tables", []):
         _vet_table(spec)
     extras = vetted.get("extras") or {}
+    # the catalog section is verbatim SQL for restores of our own documents: dropped here, the typed
+    # lists are what an untrusted document restores from; refused when it holds what they cannot carry
+    beyond = [name[:80] for name in catalog_only_objects(extras.pop("catalog", None))]
+    if beyond:
+        more = ", ..." if len(beyond) > 10 else ""
+        raise errors.InvalidRequest(errors.FRAGMENT_REFUSED,
+                                    f"objects only a document of ours may carry: {', '.join(beyond[:10])}{more}")
     for key in VERBATIM:
         if extras.get(key):
             raise errors.InvalidRequest(errors.FRAGMENT_REFUSED, f"verbatim SQL ({key}) from an untrusted document")

@@ -70,9 +70,13 @@ def column_kinds(cur: Any) -> dict[tuple[str, str, str], tuple[str, str | None]]
 
 
 def export_expression(column_sql: str, kind: str) -> str:
-    """The expression json_build_array gets for a column: the server renders the JSON."""
+    """The expression json_build_array gets for a column: the server renders the JSON. An array
+    whose bounds do not all start at 1 (`[0:2]={1,2,3}`) has no JSON array form: its text goes."""
     if kind in ("json", "jsonb", "other"):
         return f"{column_sql}::text"
+    if kind == "array":
+        return (f"CASE WHEN pg_catalog.array_dims({column_sql}) OPERATOR(pg_catalog.!~) '^(\\[1:[0-9]+\\])+$'"
+                f" THEN pg_catalog.to_json({column_sql}::text) ELSE pg_catalog.to_json({column_sql}) END")
     return column_sql
 
 

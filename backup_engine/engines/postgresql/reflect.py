@@ -1,8 +1,11 @@
 """A live PostgreSQL database as a `DatabaseModel`: SQLAlchemy reflection plus the catalog.
 
 Reflection gives tables, columns, keys and constraints in a form SQLAlchemy can order and
-compile; the catalog (`catalog.py`) gives what reflection leaves out or gets approximately
-(exact types, defaults, partitioning, deferrability, and every other kind of object).
+compile (what a conversion to another engine reads); `catalog.py` adds the typed lists of
+objects a document that is not ours may restore from; `catalog_read.py` reads every object
+pg_dump carries, catalog-exact and in dependency order (`extras.catalog`, what our own scripts
+are written from). Whatever the catalog holds that cannot be carried fails the backup here,
+before anything is written, naming each object.
 """
 
 from __future__ import annotations
@@ -14,18 +17,36 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.schema import DefaultClause
 
+from backup_engine import errors
 from backup_engine.engines.postgresql import catalog
+from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
+from backup_engine.engines.postgresql.catalog_read import read_catalog
 from backup_engine.engines.reflection import freeze_reflected_text
-from backup_engine.formats.model import CatalogType, DatabaseModel
+from backup_engine.formats.model import CatalogType, DatabaseModel, PgCatalog
 
 ENGINE_NAME = "postgresql"
+# Large objects travel inside a JSON document's schema line; past this many bytes a JSON backup
+# refuses them (the sql format streams any size).
+JSON_LARGE_OBJECT_LIMIT = 16 << 20
 
 
-def reflect_postgresql(conn: Connection) -> DatabaseModel:
-    """The model of the database behind `conn` (a session with search_path = pg_catalog)."""
+def reflect_postgresql(conn: Connection, *, failure: str = errors.FALLBACK_FAILED,
+                       large_object_data: bool = False) -> DatabaseModel:
+    """The model of the database behind `conn` (a session with search_path = pg_catalog).
+
+    Raises DumpError(failure, "cannot carry ...") naming every object the script cannot carry;
+    with `large_object_data` the large objects' bytes are read into the model (a JSON document
+    holds them), up to JSON_LARGE_OBJECT_LIMIT.
+    """
     cur = conn.connection.dbapi_connection.cursor()
+    reading = read_catalog(cur)
+    if large_object_data:
+        reading.refused += _read_large_object_data(cur, reading.catalog)
+    if reading.refused:
+        raise errors.DumpError(failure, f"{errors.CANNOT_CARRY} {', '.join(reading.refused)}")
     info = catalog.read_table_info(cur)
     extras = catalog.read_extras(cur, info)
+    extras.catalog = reading.catalog
     cur.execute("SHOW server_version")
     version = cur.fetchone()[0]
     metadata = MetaData()
@@ -61,3 +82,17 @@ def reflect_postgresql(conn: Connection) -> DatabaseModel:
                 constraint.initially = "DEFERRED" if flags[1] else "IMMEDIATE"
     cur.close()
     return DatabaseModel(dialect=ENGINE_NAME, metadata=metadata, extras=extras, server_version=version)
+
+
+def _read_large_object_data(cur: object, catalog: PgCatalog) -> list[str]:
+    total = 0
+    for large_object in catalog.large_objects:
+        chunks = []
+        for _, data in large_object_chunks(cur, large_object.oid):
+            total += len(data)
+            if total > JSON_LARGE_OBJECT_LIMIT:
+                return [f"large objects of more than {JSON_LARGE_OBJECT_LIMIT >> 20} MiB in all in a JSON backup"
+                        f" ({len(catalog.large_objects)} large objects; the sql format carries any size)"]
+            chunks.append(data.hex())
+        large_object.data = "".join(chunks)
+    return []

@@ -9,8 +9,10 @@ read from the backup's text reaches them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg2 import sql
 
@@ -31,6 +33,15 @@ ENABLED_USER_TRIGGERS = """
      WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> 'D'
        AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'
      ORDER BY 1, 2, 3"""
+RELATIONS_SQL = """
+    SELECT count(*) + 2 * count(*) FILTER (WHERE c.reltoastrelid <> 0)  -- a toast table and its index each
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'"""
+LOCK_TABLE_SQL = """
+    SELECT current_setting('max_locks_per_transaction')::int,
+           current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int,
+           current_user"""
+LOCK_HEADROOM = 0.8  # of the shared lock table: other sessions hold locks too
 USER_SCHEMAS = "SELECT nspname FROM pg_namespace WHERE nspname NOT IN %s AND nspname NOT LIKE 'pg\\_%%' ORDER BY 1"
 # The user tables, by the name table_rows gives them (pg_dump's quote_ident form).
 USER_TABLES = """
@@ -84,20 +95,61 @@ def reset_scripts(target: Target, include_data: str, tables: Iterable[str]) -> R
     return ResetScripts(before="\n".join(statements) + "\n")
 
 
-def restore_in_one_transaction(target: Target, source: ArtifactSource, include_data: str,
-                               tables: Iterable[str], psql_path: str | None) -> None:
-    """Reset scripts, the dump and the after script in one psql transaction; committed only
-    once the dump was read whole, matched its checksum and ended as a complete dump."""
-    psql = require_tool(psql_path, "psql", errors.RestoreError)
-    around = reset_scripts(target, include_data, tables)
+def checked_to_the_end(source: ArtifactSource) -> Callable[[bytes], None]:
+    """What must hold before psql may see the end of its input: the whole content matched the
+    manifest's checksums, and it ends as a complete dump."""
 
     def before_end(tail: bytes) -> None:
         source.verify()
         if not script_complete(tail):
             raise errors.RestoreError(errors.RESTORE_FAILED, f"{source.name}: {errors.INCOMPLETE_DUMP}")
 
+    return before_end
+
+
+def restore_in_one_transaction(target: Target, source: ArtifactSource, include_data: str,
+                               tables: Iterable[str], psql_path: str | None) -> None:
+    """Reset scripts, the dump and the after script in one psql transaction; committed only
+    once the dump was read whole, matched its checksum and ended as a complete dump."""
+    psql = require_tool(psql_path, "psql", errors.RestoreError)
+    around = reset_scripts(target, include_data, tables)
     with client_run(target) as run, source.open() as content:
         scripts = [run.memory_file(around.before), "-"]
         if around.after:
             scripts.append(run.memory_file(around.after))
-        stream_into_psql(target, run, psql_argv(psql, scripts, single_transaction=True), content, before_end)
+        stream_into_psql(target, run, psql_argv(psql, scripts, single_transaction=True), content,
+                         checked_to_the_end(source))
+
+
+def load_into_new_database(new: Target, source: ArtifactSource, psql_path: str | None) -> None:
+    """A trusted dump into a new, empty database, statement by statement (as many transactions as
+    it takes: thousands of relations fit no single one); checked to the end before psql finishes."""
+    psql = require_tool(psql_path, "psql", errors.RestoreError)
+    with client_run(new) as run, source.open() as content:
+        stream_into_psql(new, run, psql_argv(psql, ["-"], single_transaction=False), content,
+                         checked_to_the_end(source))
+
+
+def relation_count(cur: Any) -> int:
+    """User relations (tables, indexes, sequences, views, toast tables): what a restore locks."""
+    cur.execute(RELATIONS_SQL, (SYSTEM_SCHEMAS,))
+    return int(cur.fetchone()[0])
+
+
+def check_lock_capacity(target: Target, backup_relations: int) -> None:
+    """Before a restore in one transaction over the target: refuse up front when dropping the
+    target's relations and creating the backup's needs more locks than the server's lock table
+    holds (with headroom for other sessions), saying what to change."""
+    with connect(target) as conn, conn.cursor() as cur:
+        existing = relation_count(cur)
+        cur.execute(LOCK_TABLE_SQL)
+        per_transaction, slots, current_user = cur.fetchone()
+    needed = existing + backup_relations
+    capacity = per_transaction * slots
+    if needed > LOCK_HEADROOM * capacity:
+        wanted = math.ceil(needed / LOCK_HEADROOM / slots)
+        raise errors.RestoreError(errors.LOCKS_WONT_FIT, f"target {target.name!r}: about {needed} relations to drop "
+                                  f"and create, the server's lock table holds {capacity}; grant CREATEDB to role "
+                                  f"{current_user!r} (the restore is then built beside the target and swapped "
+                                  f"in), or raise max_locks_per_transaction to at least {wanted}. Nothing was "
+                                  "touched")

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-import psycopg2
 from psycopg2 import sql
 
 from backup_engine import errors
-from backup_engine.engines.postgresql.connect import connect, scrub
-from backup_engine.engines.postgresql.restore import SYSTEM_SCHEMAS, user_tables
+from backup_engine.engines.postgresql.connect import connect
+from backup_engine.engines.postgresql.restore import user_tables
+from backup_engine.engines.postgresql.swap import DRILL_PREFIX, beside
 from backup_engine.targets import Target
-
-DRILL_PREFIX = "bw_drill_"
 
 
 def count_rows(target: Target) -> dict[str, int]:
@@ -29,26 +26,17 @@ def count_rows(target: Target) -> dict[str, int]:
     return counts
 
 
+def check_rows(database: Target, expected: Mapping[str, int]) -> None:
+    """Every table of the manifest holds its number of rows in the built database."""
+    counts = count_rows(database)
+    differ = [f"{name}: manifest {count}, restored {counts.get(name)}" for name, count in expected.items()
+              if counts.get(name) != count]
+    if differ:
+        raise errors.RestoreError(errors.ROW_COUNTS_DIFFER, "; ".join(differ[:20]))
+
+
 @contextmanager
 def scratch_database(target: Target) -> Iterator[Target]:
-    """A new empty database on the target's server, dropped afterwards."""
-    name = f"{DRILL_PREFIX}{uuid.uuid4().hex[:12]}"
-    try:
-        admin(target, sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    except psycopg2.Error as exc:
-        raise errors.RestoreError(errors.RESTORE_FAILED, f"target {target.name!r}: no scratch database for the "
-                                  f"drill ({scrub(str(exc), target)}); grant CREATEDB to its role") from exc
-    try:
-        yield Target(name=f"{target.name}:drill", url=target.url.set(database=name), dialect=target.dialect)
-    finally:
-        admin(target, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def admin(target: Target, statement: sql.Composable) -> None:
-    with connect(target) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
-
-
-__all__ = ["SYSTEM_SCHEMAS", "admin", "count_rows", "scratch_database"]
+    """A new empty database on the target's server (swept if its maker dies), dropped afterwards."""
+    with beside(target, DRILL_PREFIX, shaped=False) as new:
+        yield new.database

@@ -54,28 +54,35 @@ def refuse_powerful_role(cur: Any, target: Target, allow_superuser: bool) -> Non
 
 
 def restore_untrusted(target: Target, source: ArtifactSource, include_data: str, tables: Iterable[str],
-                      allow_superuser: bool, limits: GateLimits = GateLimits()) -> None:
-    """Reset, then every statement the gate passes, then the after script, in one transaction."""
-    around = reset_scripts(target, include_data, tables)
+                      allow_superuser: bool, limits: GateLimits = GateLimits(), *, fresh: bool = False) -> None:
+    """Every statement the gate passes. Over an existing target: reset first, the after script
+    last, all in one transaction. Into a `fresh` database built beside the target: no reset, and
+    each statement in its own transaction (the swap is what makes it all or nothing)."""
+    around = None if fresh else reset_scripts(target, include_data, tables)
     with connect(target) as conn:
+        conn.autocommit = fresh
         try:
             with conn.cursor() as cur:
                 refuse_powerful_role(cur, target, allow_superuser)
                 for name, value in SESSION_SETTINGS:
                     cur.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-                cur.execute(around.before)
+                if around is not None:
+                    cur.execute(around.before)
                 with source.open() as content:
                     _run(cur, target, gate_statements(content, limits))
                     source.verify()
-                if around.after:
+                if around is not None and around.after:
                     cur.execute(around.after)
-            conn.commit()
+            if not fresh:
+                conn.commit()
         except psycopg2.Error as exc:
-            conn.rollback()
+            if not fresh:
+                conn.rollback()
             raise classify_failure(str(exc), default=errors.RestoreError, default_message=errors.RESTORE_FAILED,
                                    target=target) from exc
         except BaseException:
-            conn.rollback()
+            if not fresh:
+                conn.rollback()
             raise
 
 

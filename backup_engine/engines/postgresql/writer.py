@@ -1,16 +1,25 @@
 """PostgreSQL's script writer: what pg_dump writes, from a `DatabaseModel`.
 
-Tables are created with `CreateTable(...).compile(dialect=...)` in foreign-key order; keys of
-cycles and self-references are added with `ALTER TABLE ... ADD CONSTRAINT` after the data, as
-are indexes; then sequence positions, views, late functions, triggers (in their enabled state)
-and comments. Data goes into `COPY ... FROM stdin` blocks. The script sets pg_dump's session
+A model read from PostgreSQL by this worker (the fallback, our own JSON documents) carries its
+catalog (`extras.catalog`): every object as the server's deparsers print it, in dependency
+order, sectioned as pg_dump sections its dump. The script is then those statements before the
+data, the data (COPY blocks, then large objects with `lo_create` + `lo_put`, inside the
+restore's own transaction), sequence positions, the statements after the data and last the
+refresh of materialized views.
+
+Otherwise (a conversion from another engine, a document that is not ours) tables are
+created with `CreateTable(...).compile(dialect=...)` in foreign-key order; keys of cycles and
+self-references are added with `ALTER TABLE ... ADD CONSTRAINT` after the data, as are
+indexes; then sequence positions, views, late functions, triggers (in their enabled state) and
+comments. Data goes into `COPY ... FROM stdin` blocks. The script sets pg_dump's session
 first and ends with pg_dump's end marker, so it restores the same way as a pg_dump file.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Table
@@ -22,7 +31,7 @@ from backup_engine.dumpinfo import ByteSink, Progress, no_progress
 from backup_engine.engines.postgresql.literals import pg_copy_row, pg_string
 from backup_engine.engines.postgresql.native import END_MARKER
 from backup_engine.engines.postgresql.restore import TRIGGER_STATES
-from backup_engine.formats.model import DatabaseModel, SequenceDef
+from backup_engine.formats.model import CatalogNode, DatabaseModel, LargeObjectDef, PgCatalog, SequenceDef
 from backup_engine.formats.sql_script import COPY_BLOCK, CopyData, LineCounter, RowData, ScriptWriter, TableOrder
 
 # pg_dump's session settings: exact floats, ISO dates, no timeouts, UTF-8.
@@ -54,21 +63,72 @@ def make_dialect(reserved_words: Iterable[str] = ()) -> Dialect:
     return dialect
 
 
+HEX = re.compile(r"[0-9a-fA-F]*")
+LARGE_OBJECT_HEX = 1 << 21  # hex digits per lo_put (1 MiB of data)
+LargeObjectSource = Callable[[int], Iterable[tuple[int, bytes]]]
+
+
 class PostgresScriptWriter(ScriptWriter):
     """A model and its data as a psql script."""
 
     def __init__(self, out: ByteSink, *, reserved_words: Iterable[str] = (), progress: Progress = no_progress) -> None:
         super().__init__(out, make_dialect(reserved_words), progress=progress)
         self._paused: list[tuple[Table, Any]] = []
+        self._catalog: PgCatalog | None = None
+        self._include_data = "full"
+        # (offset, bytes) of a large object, read from the source (the fallback); else the model's hex
+        self.large_object_source: LargeObjectSource | None = None
 
     def header(self, model: DatabaseModel, include_data: str) -> None:
+        self._catalog = model.extras.catalog
+        self._include_data = include_data
         self.write(SCRIPT_HEADER.format(include_data=include_data))
 
     def footer(self) -> None:
+        if self._catalog is not None and self._include_data == "data":
+            self.catalog_nodes("refresh")
         self.write(f"\n--\n{END_MARKER.decode()}\n--\n\n")
+
+    # the catalog's objects -----------------------------------------------------
+    def catalog_nodes(self, section: str) -> None:
+        for node in self._catalog.nodes if self._catalog else ():
+            if node.section == section:
+                self.catalog_node(node)
+
+    def catalog_node(self, node: CatalogNode) -> None:
+        for statement in node.statements:
+            self.statement(statement)
+        self.write("\n")
+
+    def large_objects(self, catalog: PgCatalog) -> None:
+        for large_object in catalog.large_objects:
+            oid = int(large_object.oid)
+            self.statement(f"SELECT pg_catalog.lo_create('{oid}')")
+            for offset, hex_digits in self._large_object_pieces(large_object):
+                if hex_digits:
+                    self.statement(f"SELECT pg_catalog.lo_put('{oid}', {offset}, '\\x{hex_digits}')")
+            if large_object.comment is not None:
+                self.statement(f"COMMENT ON LARGE OBJECT {oid} IS {pg_string(large_object.comment)}")
+        if catalog.large_objects:
+            self.write("\n")
+
+    def _large_object_pieces(self, large_object: LargeObjectDef) -> Iterable[tuple[int, str]]:
+        if self.large_object_source is not None:
+            for offset, data in self.large_object_source(int(large_object.oid)):
+                yield offset, data.hex()
+            return
+        digits = large_object.data or ""
+        if len(digits) % 2 or not HEX.fullmatch(digits):
+            raise ValueError(f"large object {large_object.oid}: its data is not hex")
+        for start in range(0, len(digits), LARGE_OBJECT_HEX):
+            yield start // 2, digits[start:start + LARGE_OBJECT_HEX]
 
     # pre-data ---------------------------------------------------------------
     def pre_data(self, model: DatabaseModel, tables: TableOrder) -> None:
+        if self._catalog is not None:
+            self.statement("SET default_table_access_method = heap")
+            self.catalog_nodes("pre")
+            return
         extras = model.extras
         partitions = {p.table: p for p in extras.partitions}
         for schema in extras.schemas:
@@ -152,7 +212,9 @@ class PostgresScriptWriter(ScriptWriter):
             self.statement(f"ALTER TABLE {self.table_name(table)} DISABLE TRIGGER {self.preparer.quote(trigger.name)}")
 
     def after_data(self, model: DatabaseModel, tables: TableOrder, include_data: str) -> None:
-        """Each paused trigger back in its state once every row (and deferred check) is in."""
+        """Large objects; each paused trigger back in its state once every row (and deferred check) is in."""
+        if self._catalog is not None:
+            self.large_objects(self._catalog)
         if self._paused:
             self.statement("SET CONSTRAINTS ALL IMMEDIATE")  # no pending trigger events for ALTER TABLE
         for table, trigger in self._paused:
@@ -198,6 +260,11 @@ class PostgresScriptWriter(ScriptWriter):
 
     # post-data --------------------------------------------------------------
     def post_data(self, model: DatabaseModel, late_fks: list[ForeignKeyConstraint]) -> None:
+        if self._catalog is not None:
+            self.catalog_nodes("post")
+            if self._include_data == "full":
+                self.catalog_nodes("refresh")
+            return
         extras = model.extras
         for view in extras.views:
             name = self.qname(view.schema, view.name)

@@ -96,7 +96,7 @@ def dump_file(path: Path, out: ByteSink, include_data: str, progress: Progress =
     TargetUnavailable; any other failure is DumpError(`failure`, reason).
     """
     with files.snapshot_connection(path, failure) as raw, sqlalchemy_connection(raw, "sqlite://") as conn:
-        model = reflect_sqlite(conn)
+        model = reflect_sqlite(conn, failure=failure)
         writer = SqliteScriptWriter(out, progress=progress, header=header)
         return writer.write_script(model, include_data, _data_source(raw, writer))
 

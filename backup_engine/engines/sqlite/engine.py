@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -98,6 +99,9 @@ class SqliteEngine(Engine):
             else:
                 restore.restore_sql(scratch, source, request.include_data, require_marker=request.trusted)
             return dump.verified_row_counts(scratch)
+
+    def exclusive(self, namespace: str, wait_s: float) -> AbstractContextManager[None]:
+        return files.exclusive(self.path, self.target.name, wait_s)
 
     # --- uploads -----------------------------------------------------------------------------
     def sniff_upload(self, head: bytes) -> str | None:

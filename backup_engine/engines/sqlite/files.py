@@ -6,7 +6,10 @@ backup reads one committed state inside one read transaction, whatever other pro
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -17,6 +20,7 @@ from backup_engine.formats.values import decode_text
 from backup_engine.targets import Target
 
 LOCK_TIMEOUT_S = 5.0
+LOCK_POLL_S = 0.2
 FILE_MODE = 0o600
 SIDE_FILE_SUFFIXES = ("", "-journal", "-wal", "-shm")
 TRANSIENT_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY_ROLLBACK")
@@ -138,3 +142,26 @@ def check_integrity(conn: sqlite3.Connection) -> str | None:
     """None when `PRAGMA integrity_check` says ok, else its first findings."""
     findings = [row[0] for row in conn.execute("PRAGMA integrity_check(20)").fetchall()]
     return None if findings == ["ok"] else "; ".join(findings)
+
+
+@contextmanager
+def exclusive(path: Path, target_name: str, wait_s: float) -> Iterator[None]:
+    """The target's lock: an flock on a hidden file beside the database (a SQLite file is only ever
+    reached from its own machine), released by the kernel the moment its holder dies."""
+    lock_path = path.with_name(f".{path.name}.backup-worker-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise errors.TargetBusy(errors.TARGET_BUSY, f"another backup or restore of {target_name!r} "
+                                            f"is running (waited {wait_s:.0f}s)") from None
+                time.sleep(LOCK_POLL_S)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock

@@ -48,7 +48,7 @@ def export_json(target: Target, out: ByteSink, include_data: str, progress: Prog
     path = files.existing_database_path(target)
     with files.snapshot_connection(path, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
             sqlalchemy_connection(raw, "sqlite://") as conn:
-        return _write_sqlite(raw, reflect_sqlite(conn), out, include_data, progress)
+        return _write_sqlite(raw, reflect_sqlite(conn, failure=errors.JSON_BACKUP_FAILED), out, include_data, progress)
 
 
 def _write_sqlite(raw: sqlite3.Connection, model: DatabaseModel, out: ByteSink, include_data: str,

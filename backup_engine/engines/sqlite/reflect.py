@@ -9,6 +9,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SAWarning
 
+from backup_engine import errors
 from backup_engine.engines.reflection import freeze_reflected_text
 from backup_engine.engines.sqlite import files
 from backup_engine.formats.model import CatalogType, DatabaseModel, SchemaExtras
@@ -16,7 +17,22 @@ from backup_engine.formats.model import CatalogType, DatabaseModel, SchemaExtras
 ENGINE_NAME = "sqlite"
 
 
-def reflect_sqlite(conn: Connection) -> DatabaseModel:
+def inventory(raw: sqlite3.Connection) -> list[str]:
+    """What a script cannot carry, named: a virtual table whose module this SQLite lacks (its rows
+    cannot be read, nor the table created again). Every other object (tables, virtual tables such
+    as FTS5 and R*Tree with their rowids, indexes, views, triggers) is carried verbatim."""
+    refused = []
+    for kind, name, _, sql in files.schema_objects(raw):
+        if kind != "table" or not sql.lstrip()[:30].upper().replace(" ", "").startswith("CREATEVIRTUALTABLE"):
+            continue
+        try:
+            raw.execute(f"SELECT 1 FROM {files.quote_identifier(name)} LIMIT 0").fetchall()  # noqa: S608
+        except sqlite3.Error as exc:
+            refused.append(f"virtual table {name} ({exc})")
+    return refused
+
+
+def reflect_sqlite(conn: Connection, *, failure: str = errors.FALLBACK_FAILED) -> DatabaseModel:
     """The model of a SQLite database: MetaData for order and columns, and the CREATE statements
     SQLite keeps verbatim (tables, indexes, views, triggers), which are exact where reflection is not.
 
@@ -26,6 +42,9 @@ def reflect_sqlite(conn: Connection) -> DatabaseModel:
     the user's (not internal, not a virtual table's shadow tables) is `files.schema_objects`.
     """
     raw: sqlite3.Connection = conn.connection.dbapi_connection
+    refused = inventory(raw)
+    if refused:
+        raise errors.DumpError(failure, f"{errors.CANNOT_CARRY} {', '.join(refused)}")
     extras = SchemaExtras()
     objects = files.schema_objects(raw)
     kinds = files.table_kinds(raw)
