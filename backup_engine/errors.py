@@ -11,6 +11,7 @@ FALLBACK_FAILED = "SQLAlchemy backup fallback failed"
 JSON_CONVERSION_FAILED = "Failed to convert JSON backup to SQL format"
 UNSUPPORTED_PG_RESTORE = "Unsupported backup format for PostgreSQL restore"
 UNSUPPORTED_SQLITE_RESTORE = "Unsupported backup format for SQLite restore"
+UNSUPPORTED_MYSQL_RESTORE = "Unsupported backup format for MySQL restore"
 
 NATIVE_BACKUP_FAILED = "Native backup failed"
 EMPTY_DUMP = "The dump is empty"
@@ -63,6 +64,10 @@ UPLOAD_ABORTED = "The object store no longer has this upload (swept or aborted)"
 TOO_MANY_PARTS = "The stream needs more parts than the object store allows"
 UPLOAD_REFUSED = "Refused upload statement"
 FRAGMENT_REFUSED = "Refused SQL fragment in an uploaded document"
+UNTRUSTED_MYSQL_SQL = ("Untrusted SQL is not restored into MySQL (there is no parser gate for MySQL); "
+                       "upload a JSON backup instead, which is converted by the worker")
+SWAP_PENDING = "An interrupted restore of this target is not recovered yet"
+ROW_COUNT_MISMATCH = "The restored rows differ from the backup's manifest"
 JSON_BACKUP_FAILED = "JSON backup failed"
 CANNOT_CARRY = "cannot carry"  # what a backup refuses up front: "<message>: cannot carry <object>, <object>"
 

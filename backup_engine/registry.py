@@ -35,6 +35,9 @@ ENGINES = {
                                "postgresql://", {"pg_dump": ("PG_DUMP_BIN", ("pg_dump",)),
                                                  "psql": ("PSQL_BIN", ("psql",))}),
     "sqlite": Registration("backup_engine.engines.sqlite.engine:SqliteEngine", ("sqlite",), "sqlite:///"),
+    "mysql": Registration("backup_engine.engines.mysql.engine:MysqlEngine", ("mysql", "mariadb"), "mysql://",
+                          {"mysqldump": ("MYSQLDUMP_BIN", ("mariadb-dump", "mysqldump")),
+                           "mysql": ("MYSQL_BIN", ("mariadb", "mysql"))}),
 }
 
 

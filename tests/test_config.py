@@ -29,7 +29,7 @@ def test_defaults_give_a_demo_sqlite_target(tmp_path):
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("BACKUP_DATABASE_URL", "mysql://u:p@h/db"),
+        ("BACKUP_DATABASE_URL", "oracle://u:p@h/db"),
         ("BACKUP_DATABASE_URL", "not a url"),
         ("BACKUP_TARGETS", "{not json"),
         ("BACKUP_TARGETS", '["a list"]'),

@@ -66,6 +66,10 @@ class RestoreRequest:
     object_counts: Mapping[str, int] = field(default_factory=dict)
     allow_superuser: bool = False  # an untrusted file may run with a superuser role (BACKUP_UPLOAD_ALLOW_SUPERUSER)
     max_statement_bytes: int = MAX_STATEMENT_BYTES  # the longest statement an untrusted file may hold
+    # the script was written by this worker's converter (a signed manifest naming `converted_from`), from a
+    # document whose schema the engine vetted when it was not ours: an engine without a gate for foreign SQL
+    # (MySQL) restores such a script and refuses every other untrusted one
+    converted: bool = False
 
 
 @dataclass

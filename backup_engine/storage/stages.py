@@ -157,7 +157,7 @@ class WritePipeline:
 
     @property
     def content_bytes(self) -> int:
-        return self._content.size
+        return self._content.size + len(self._buffer)  # what was written so far, buffered bytes included
 
     @property
     def sha256(self) -> str:

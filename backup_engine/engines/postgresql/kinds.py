@@ -113,6 +113,9 @@ def _check_number(value: Any, kind: str) -> str:
         if math.isinf(value):
             return "Infinity" if value > 0 else "-Infinity"
         return repr(value)
+    if isinstance(value, Decimal):  # a numeric of a document whose engine writes by kind (MySQL)
+        return str(value) if value.is_finite() else ("NaN" if value.is_nan() else
+                                                      ("Infinity" if value > 0 else "-Infinity"))
     if isinstance(value, str):
         try:
             Decimal(value.strip())
