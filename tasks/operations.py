@@ -266,9 +266,30 @@ def verify_latest(settings: Settings, *, target: str | None = None) -> list[dict
 
 
 def prune(settings: Settings, *, target: str | None = None) -> dict[str, Any]:
+    """Retention, and the deployment's artifacts a dead writer left without a manifest (`orphans`)."""
     if target is not None:
         settings.target(target)
-    return prune_catalogue(catalogue_for(settings), settings.retention, scope=scope_for(settings), target=target)
+    catalogue = catalogue_for(settings)
+    result = prune_catalogue(catalogue, settings.retention, scope=scope_for(settings), target=target)
+    return {**result, "orphans": catalogue.sweep_orphans(scope_for(settings))}
+
+
+def sweep_store(settings: Settings) -> list[str]:
+    """What dead writers left in the store and scratch space (run as a worker starts)."""
+    return catalogue_for(settings).sweep(scope=scope_for(settings))
+
+
+def sweep_targets(settings: Settings) -> dict[str, list[str]]:
+    """What restores killed mid-way left on each target's server (scratch databases, a half-done
+    swap), each engine touching only what no live worker holds. A target that cannot be reached
+    now is left for the sweep its next backup or restore starts with."""
+    swept: dict[str, list[str]] = {}
+    for name, target in settings.targets.items():
+        try:
+            swept[name] = engine_of(settings, target).sweep()
+        except errors.BackupError as exc:
+            logger.warning("sweep of target %s skipped: %s", name, exc)
+    return swept
 
 
 def list_backups(settings: Settings, *, target: str | None = None) -> list[dict[str, Any]]:

@@ -8,7 +8,9 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,9 @@ from backup_engine import errors
 from backup_engine.formats import FORMATS
 from backup_engine.storage.base import check_object_name as check_safe_name
 from tests.engine_api import BackupStore
+from tests.processes import clean_environment
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WHEN = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -72,6 +77,36 @@ def test_a_file_without_manifest_is_not_a_backup(backup_dir):
     assert store.list() == []
     with pytest.raises(errors.ArtifactError, match="no manifest"):
         store.verified("x_db_backup_20250101_120000.sql")
+
+
+def test_a_file_left_without_a_manifest_is_swept_after_the_grace_period_and_only_ours(backup_dir, tmp_path):
+    """A writer killed between publishing its artifact and writing the manifest leaves a complete
+    object that is no backup. The sweep at worker start removes it once it is a day old, and never
+    a described backup, a fresh orphan (its writer may be about to describe it), another
+    deployment's file, or a status record."""
+    store = BackupStore(backup_dir)
+    kept = publish_bytes(store, b"SELECT 1;\n", prefix="app")["backup_filename"]
+    old = time.time() - 25 * 3600
+    planted = {
+        "app_db_backup_20250101_000000.sql": old,  # ours, a day old: swept
+        "app_db_backup_20250102_000000.sql.zst": time.time() - 60,  # ours, a minute old: kept
+        "other_db_backup_20250101_000000.sql": old,  # another deployment's: kept
+        "app_db_status_app_backup_failure.json": old,  # a status record: kept
+    }
+    for name, moment in planted.items():
+        (backup_dir / name).write_bytes(b"x")
+        os.utime(backup_dir / name, (moment, moment))
+    os.utime(backup_dir / kept, (old, old))
+    env = clean_environment(BACKUP_DATABASE_URL=f"sqlite:///{tmp_path / 'a.db'}", BACKUP_DIR=str(backup_dir),
+                            BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"),
+                            BACKUP_TARGETS=json.dumps({"app": f"sqlite:///{tmp_path / 'b.db'}"}))
+    done = subprocess.run([sys.executable, "-m", "worker", "sweep"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["store"] == ["app_db_backup_20250101_000000.sql"]
+    left = {path.name for path in backup_dir.iterdir()}
+    assert left == {kept, kept + ".meta.json", *planted} - {"app_db_backup_20250101_000000.sql"}
+    assert store.verified(kept)
 
 
 def test_an_altered_file_fails_its_checksum(backup_dir):

@@ -7,7 +7,10 @@ the variable instead of failing its first task.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 from billiard import process as pool_processes
 from celery import Celery
@@ -16,6 +19,7 @@ from celery.signals import worker_init, worker_shutting_down
 from config.settings import Settings, load_settings
 from worker.schedule import beat_schedule
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULT_EXPIRES_S = 90 * 24 * 3600
 SHUTDOWN_GRACE_S = 6.0  # a TERM or INT ends the worker within this (plus the moment it takes to notice)
 
@@ -77,9 +81,14 @@ def make_app(settings: Settings) -> Celery:
 def sweep_orphaned_temp_files(**_: object) -> None:
     """However the worker is started (`python -m worker run`, plain `celery worker`, compose),
     temp files of writers that died (kill -9, power loss) are removed before work starts."""
-    from tasks.operations import catalogue_for
+    from tasks.operations import sweep_store
 
-    catalogue_for(settings).sweep()
+    sweep_store(settings)
+    # The targets' servers may be slow or down, so their sweep runs beside the start, in a process
+    # of its own: a thread here holding connections and locks would be forked into the pool.
+    sweeper = subprocess.Popen([sys.executable, "-m", "worker", "sweep", "--targets-only"],  # noqa: S603
+                               cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    threading.Thread(target=sweeper.wait, name="sweep-targets-reaper", daemon=True).start()
 
 
 @worker_shutting_down.connect

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--addr", default="127.0.0.1")
     metrics.add_argument("--port", type=int, default=9808)
     metrics.add_argument("--once", action="store_true", help="print the page once and exit")
+    sweep = commands.add_parser("sweep", help="remove what dead writers and killed restores left behind")
+    sweep.add_argument("--targets-only", action="store_true", help="only the targets' servers, not the store")
     for name, command in COMMANDS.items():
         sub = commands.add_parser(name, help=f"task {command.task}")
         for positional in command.positional:
@@ -165,6 +167,16 @@ def observe(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep(args: argparse.Namespace) -> int:
+    from config.settings import load_settings
+    from tasks import operations
+
+    settings = load_settings()
+    swept = {} if args.targets_only else {"store": operations.sweep_store(settings)}
+    print(json.dumps({**swept, "targets": operations.sweep_targets(settings)}, indent=2, sort_keys=True))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -172,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_worker()
         if args.command in ("status", "metrics"):
             return observe(args)
+        if args.command == "sweep":
+            return sweep(args)
         command = COMMANDS[args.command]
         kwargs = task_kwargs(args)
         if args.local:

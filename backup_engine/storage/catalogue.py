@@ -36,6 +36,7 @@ NAME_INFIX = "_db_backup_"
 TAIL_BYTES = 4096
 BLOCK = 1 << 20
 MAX_CLASHES = 10_000
+ORPHAN_GRACE = timedelta(hours=24)  # an artifact without a manifest this long was left by a dead writer
 
 
 def utc_now() -> datetime:
@@ -345,6 +346,29 @@ class Catalogue:
         self.store.delete(name + MANIFEST_SUFFIX)
         self.store.delete(name)
 
-    def sweep(self, older_than: timedelta = timedelta(hours=24)) -> list[str]:
-        """What dead writers left (temp files, incomplete uploads, scratch folders)."""
-        return self.store.sweep(older_than) + scratch.sweep(self.store.scratch_dir)
+    def sweep(self, older_than: timedelta = ORPHAN_GRACE, scope: Scope | None = None) -> list[str]:
+        """What dead writers left: temp files, incomplete uploads, scratch folders, and (for a
+        `scope`) its artifacts that never got a manifest."""
+        removed = self.store.sweep(older_than) + scratch.sweep(self.store.scratch_dir)
+        return removed + (self.sweep_orphans(scope, older_than) if scope is not None else [])
+
+    def sweep_orphans(self, scope: Scope, older_than: timedelta = ORPHAN_GRACE) -> list[str]:
+        """Artifacts of `scope` that have had no manifest for longer than `older_than`.
+
+        A writer publishes its artifact and then, a moment later, the manifest; one that died in
+        between (kill -9, a full disk at the last write) leaves a complete object that is no backup:
+        never listed, never restored, and removed here once the grace period shows nobody is about
+        to describe it. Other deployments' objects, manifests and status records are left alone."""
+        cutoff = utc_now() - older_than
+        infos = list(self.store.list())
+        described = {info.name[: -len(MANIFEST_SUFFIX)] for info in infos if info.name.endswith(MANIFEST_SUFFIX)}
+        removed = []
+        for info in infos:
+            if (info.name.endswith(MANIFEST_SUFFIX) or info.name in described or NAME_INFIX not in info.name
+                    or not scope.owns_name(info.name) or info.modified > cutoff):
+                continue
+            if self.store.exists(info.name + MANIFEST_SUFFIX):
+                continue  # described since the listing
+            self.store.delete(info.name)
+            removed.append(info.name)
+        return removed
