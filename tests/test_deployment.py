@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,8 +25,11 @@ import yaml
 from tests.processes import ROOT, ManagedProcess, clean_environment
 from tests.servers import free_port
 
+pytest_plugins = ["tests.conftest_s3"]
+
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 FLOWER_USER, FLOWER_PASSWORD = "admin", "flower-pw-9c1e"
+SIGNING_KEY = "compose-signing-key-5d0b7e"
 
 
 def interpolate(value: str, variables: dict[str, str]) -> str:
@@ -85,7 +90,7 @@ def compose_services(pg_server, redis_server, tmp_path):
 
     flower_port = free_port()
     variables = {"POSTGRES_PASSWORD": app_password, "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}",
-                 "BACKUP_SCHEDULE": "* * * * *"}
+                 "BACKUP_SCHEDULE": "* * * * *", "BACKUP_SIGNING_KEY": SIGNING_KEY}
     rewrite = {"@postgres:5432/": f"@{pg_server.host}:{pg_server.port}/",
                "redis://redis:6379/": f"redis://{redis_server.host}:{redis_server.port}/",
                "/backups": str(tmp_path / "backups"), "/uploads": str(tmp_path / "uploads"),
@@ -148,5 +153,36 @@ def test_compose_services_start_answer_and_back_up(compose_services):
     assert tasks[task_id]["name"] == "backups.create"
 
     shown = json.dumps(tasks) + "".join(p.output() for p in processes.values())
-    for secret in compose_services["secrets"]:
+    for secret in (*compose_services["secrets"], SIGNING_KEY):
         assert secret not in shown
+
+
+def test_compose_refuses_to_start_without_a_shared_signing_key():
+    """A key generated inside a container would die with it and leave every backup untrusted."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name in ("worker", "beat", "flower"):
+        with pytest.raises(AssertionError, match="compose needs BACKUP_SIGNING_KEY"):
+            interpolate(str(compose["services"][name]["environment"]["BACKUP_SIGNING_KEY"]), {})
+
+
+def test_the_s3_override_stores_the_workers_backups_in_the_bucket(s3_server, pg_server, make_pg_database, tmp_path):
+    """docker-compose.s3.yml merged over the main file, as `docker compose -f … -f …` merges it, with
+    MinIO's address pointed at the throwaway S3 server: the worker's backup lands in the bucket."""
+    main = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    override = yaml.safe_load((ROOT / "docker-compose.s3.yml").read_text())
+    assert {"minio", "make-bucket", "worker", "beat"} <= set(override["services"])
+    environment = {**main["services"]["worker"]["environment"], **override["services"]["worker"]["environment"]}
+    assert environment["BACKUP_STORAGE_URL"].startswith("s3://")
+    source = make_pg_database("compose_s3")
+    prefix = f"compose-{uuid.uuid4().hex[:8]}"
+    variables = {"POSTGRES_PASSWORD": "unused", "BACKUP_SIGNING_KEY": SIGNING_KEY, "MINIO_ROOT_PASSWORD": "minio-pw"}
+    env = {key: interpolate(str(value), variables) for key, value in environment.items()}
+    env.update(BACKUP_DATABASE_URL=source, BACKUP_DIR=str(tmp_path / "backups"), BACKUP_UPLOAD_DIR=str(tmp_path / "up"),
+               BACKUP_STORAGE_URL=env["BACKUP_STORAGE_URL"].replace("s3://backups/prod", f"s3://{s3_server.bucket}/{prefix}"),
+               AWS_ENDPOINT_URL=s3_server.env()["AWS_ENDPOINT_URL"])
+    done = subprocess.run([sys.executable, "-m", "worker", "backup", "--local"], cwd=ROOT, env=clean_environment(**env),
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    name = json.loads(done.stdout)["backup_filename"]
+    listing = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix + "/")
+    assert sorted(item["Key"] for item in listing["Contents"]) == [f"{prefix}/{name}", f"{prefix}/{name}.meta.json"]
