@@ -24,9 +24,17 @@ NULL = "\\N"
 Field = Callable[[Any], str]
 
 
+def _escaped(text: str) -> str:
+    """COPY text escaping. Most values need none, and a printable one (no newline, tab or CR) at
+    most its backslashes doubled (bytea's `\\x...`): C-level scans, not a translation table."""
+    if text.isprintable():
+        return text.replace("\\", "\\\\") if "\\" in text else text
+    return text.translate(COPY_ESCAPES)
+
+
 def _scalar(value: Any) -> str:
     if type(value) is str:
-        return value.translate(COPY_ESCAPES)
+        return _escaped(value)
     if value is None:
         return NULL
     if value is True:
@@ -55,10 +63,10 @@ def _array(numeric: bool) -> Field:
         if value is None:
             return NULL
         if type(value) is str:  # the array's own text: bounds other than 1 (`[0:2]={1,2,3}`)
-            return value.translate(COPY_ESCAPES)
+            return _escaped(value)
         if type(value) is not list:
             raise ValueError_(f"expected an array, got {describe(value)}")
-        return _element(value, numeric).translate(COPY_ESCAPES)
+        return _escaped(_element(value, numeric))
 
     return field
 
@@ -78,6 +86,9 @@ def copy_lines(reader: JsonBackupReader, key: str, columns: list[str]) -> Iterat
     picks = [(positions[name], field_for(specs[name]["kind"], specs[name].get("element_kind")), name)
              for name in columns]
     width = len(table.columns)
+    in_order = [position for position, _, _ in picks] == list(range(width))
+    fields = [field for _, field, _ in picks]
+    plain = in_order and all(field is _scalar for field in fields)
     loads = json.JSONDecoder(parse_int=str, parse_float=str).decode
     number = 0
     for block in reader.row_blocks(key):
@@ -92,7 +103,12 @@ def copy_lines(reader: JsonBackupReader, key: str, columns: list[str]) -> Iterat
                 raise reader.fail(table.first_line + number - 1,
                                   f"table {key!r}, row {number}: expected an array of {width} values")
             try:
-                yield "\t".join([field(values[position]) for position, field, _ in picks]) + "\n"
+                if plain:  # every column a scalar, in the document's order: no picking
+                    yield "\t".join(map(_scalar, values)) + "\n"
+                elif in_order:
+                    yield "\t".join([field(value) for field, value in zip(fields, values, strict=True)]) + "\n"
+                else:
+                    yield "\t".join([field(values[position]) for position, field, _ in picks]) + "\n"
             except (ValueError, RecursionError) as exc:
                 bad = next((name for position, field, name in picks if not _fits(field, values[position])), "?")
                 raise reader.value_error(key, number, bad, exc) from None
