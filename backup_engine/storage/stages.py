@@ -107,7 +107,8 @@ class WritePipeline:
         elif compression.kind == GZIP:
             stream = GzipWriter(stream, level)
             self._stages.append(stream)
-        self._content = HashingWriter(stream)
+        # Stored bytes that are the content (no stage) are hashed once: both digests are the same.
+        self._content = HashingWriter(stream) if self._stages else self._stored
         self._buffer = bytearray()
         self._closed = False
 
@@ -223,8 +224,11 @@ class ReadPipeline(io.RawIOBase):
         super().__init__()
         compression = Compression.of(compression)
         self._stored = HashingReader(source)
-        stream: BinaryIO = io.BufferedReader(self._stored, BLOCK)  # pyrage reads 8 KiB at a time
         self._age: AgeReader | None = None
+        if not encrypted and compression.kind not in (ZSTD, GZIP):
+            self._content = self._stored  # the stored bytes are the content: read and hashed once
+            return
+        stream: BinaryIO = io.BufferedReader(self._stored, BLOCK)  # pyrage reads 8 KiB at a time
         if encrypted:
             self._age = AgeReader(stream, identities)
             stream = self._age  # type: ignore[assignment]

@@ -1,0 +1,112 @@
+"""Scale in objects: many small tables, ours against pg_dump and psql, same run.
+
+    .venv/bin/python -m bench.objects --tables 1000 5000
+
+For each count: a throwaway PostgreSQL (default settings) gets that many tables, each with a
+serial key, an index and a few rows; then every backup path of ours runs against `pg_dump
+--format=plain`, and every restore (into an existing, empty target: built beside and swapped in)
+against `psql` without a single transaction (one transaction cannot hold the locks). Wall time
+and each process's own peak RSS, as in `make bench`; writes bench/results/objects.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import psycopg2
+
+from bench.__main__ import RESULTS, Row, _row, child_env, print_table
+from bench.measure import measure, measure_child
+
+BATCH = """
+DO $$ BEGIN
+  FOR i IN {first}..{last} LOOP
+    EXECUTE format('CREATE TABLE public.t%s (id serial PRIMARY KEY, v integer, note text)', i);
+    EXECUTE format('CREATE INDEX t%s_v ON public.t%s (v)', i, i);
+    EXECUTE format('INSERT INTO public.t%s (v, note) SELECT g, ''n'' || g FROM generate_series(1, 3) g', i, i);
+  END LOOP;
+END $$;"""
+
+
+def load_tables(url: str, tables: int) -> None:
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    with connection.cursor() as cur:  # in batches: one transaction cannot create them all
+        for first in range(1, tables + 1, 250):
+            cur.execute(BATCH.format(first=first, last=min(first + 249, tables)))
+    connection.close()
+
+
+def bench_tables(server, tables: int, work: Path, compression: str) -> list[Row]:
+    from backup_engine.engines.postgresql.connect import client_run
+    from backup_engine.targets import Target
+
+    url = server.create_database(f"objects_{tables}")
+    load_tables(url, tables)
+    folder = work / f"objects_{tables}"
+    folder.mkdir()
+    name_file = work / "name"
+    raw_dump = work / "raw.sql"
+    pg_dump, psql = shutil.which("pg_dump"), shutil.which("psql")
+    with client_run(Target.from_url("bench", url)) as run:
+        dump_ref = measure([pg_dump, "--format=plain", "--no-owner", "--no-privileges", "--no-password",
+                            "-f", str(raw_dump)], env=run.env, pass_fds=tuple(run.pass_fds))
+    into = server.create_database(f"objects_raw_{tables}")
+    with client_run(Target.from_url("raw", into)) as run:
+        restore_ref = measure([psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-f", str(raw_dump)],
+                              env=run.env, pass_fds=tuple(run.pass_fds))
+    server.drop_database(f"objects_raw_{tables}")
+    size = raw_dump.stat().st_size
+    rows = [_row(tables, tables, "pg_dump (plain), raw", "-", dump_ref, None, size),
+            _row(tables, tables, "psql (no single transaction), raw", "-", restore_ref, None, size)]
+    for label, backup_format, method in (("our sql (pg_dump)", "sql", "native"),
+                                         ("our sql (SQLAlchemy fallback)", "sql", "sqlalchemy"),
+                                         ("our json export", "json", "auto")):
+        result = measure_child(child_env(folder, url, compression), "backup", backup_format, method, str(name_file))
+        name = name_file.read_text()
+        rows.append(_row(tables, tables, f"{label}, {compression}", "pg_dump", result, dump_ref,
+                         (folder / name).stat().st_size))
+        database = f"objects_into_{tables}_{len(rows)}"
+        target = server.create_database(database)
+        restored = measure_child(child_env(folder, url, compression, target), "restore", name)
+        rows.append(_row(tables, tables, f"restore of {label}", "psql", restored, restore_ref,
+                         (folder / name).stat().st_size))
+        server.drop_database(database)
+    server.drop_database(f"objects_{tables}")
+    shutil.rmtree(folder)
+    raw_dump.unlink()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--compression", default="zstd")
+    args = parser.parse_args()
+
+    from tests.servers import ThrowawayPostgres
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    server = ThrowawayPostgres().init()
+    server.start()
+    work = Path(tempfile.mkdtemp(prefix="bw-bench-objects-"))
+    rows: list[Row] = []
+    try:
+        for tables in args.tables:
+            rows += bench_tables(server, tables, work, args.compression)
+            print_table([row for row in rows if row.scale == tables])
+            print()
+    finally:
+        server.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(rows)
+    (RESULTS / "objects.json").write_text(json.dumps({"rows": [asdict(row) for row in rows]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
