@@ -69,6 +69,11 @@ UNTRUSTED_MYSQL_SQL = ("Untrusted SQL is not restored into MySQL (there is no pa
 SWAP_PENDING = "An interrupted restore of this target is not recovered yet"
 ROW_COUNT_MISMATCH = "The restored rows differ from the backup's manifest"
 JSON_BACKUP_FAILED = "JSON backup failed"
+BAD_ARCHIVE = "The stored pg_dump archive is malformed"
+PGDUMP_DATA_ONLY = "a pgdump archive is full or schema only (use format=sql for a data-only backup)"
+PGDUMP_NEEDS_CREATEDB = ("A pgdump backup restores into a database built beside the target: grant CREATEDB to the "
+                         "role, or restore a sql backup")
+PGDUMP_NOT_UPLOADED = "a tar archive (pgdump backup) restores only from this worker's own signed backups"
 CANNOT_CARRY = "cannot carry"  # what a backup refuses up front: "<message>: cannot carry <object>, <object>"
 
 

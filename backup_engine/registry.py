@@ -33,7 +33,8 @@ class Registration:
 ENGINES = {
     "postgresql": Registration("backup_engine.engines.postgresql.engine:PostgresEngine", ("postgresql",),
                                "postgresql://", {"pg_dump": ("PG_DUMP_BIN", ("pg_dump",)),
-                                                 "psql": ("PSQL_BIN", ("psql",))}),
+                                                 "psql": ("PSQL_BIN", ("psql",)),
+                                                 "pg_restore": ("PG_RESTORE_BIN", ("pg_restore",))}),
     "sqlite": Registration("backup_engine.engines.sqlite.engine:SqliteEngine", ("sqlite",), "sqlite:///"),
     "mysql": Registration("backup_engine.engines.mysql.engine:MysqlEngine", ("mysql", "mariadb"), "mysql://",
                           {"mysqldump": ("MYSQLDUMP_BIN", ("mariadb-dump", "mysqldump")),
@@ -68,8 +69,9 @@ def client_tools() -> dict[str, tuple[str, tuple[str, ...]]]:
     return {tool: spec for registration in ENGINES.values() for tool, spec in registration.tools.items()}
 
 
-def engine_for(target: Target, tools: ClientTools | None = None, scratch_dir: Path | None = None) -> Engine:
+def engine_for(target: Target, tools: ClientTools | None = None, scratch_dir: Path | None = None,
+               jobs: int | None = None) -> Engine:
     """The engine working on `target`."""
     from backup_engine.dumpinfo import ClientTools
 
-    return engine_class(target.dialect)(target, tools or ClientTools(), scratch_dir)
+    return engine_class(target.dialect)(target, tools or ClientTools(), scratch_dir, jobs)

@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
+from backup_engine.formats import FORMATS
 from backup_engine.registry import client_tools
 from backup_engine.retention import RetentionPolicy
 from backup_engine.storage.base import OBJECT_NAME, check_object_name
@@ -28,7 +29,7 @@ from backup_engine.targets import Target, mask_url
 VAR_DIR = Path("var")
 DEMO_DATABASE = VAR_DIR / "demo.sqlite3"
 DEFAULT_SCHEDULE = "0 2 * * *"
-SCHEDULE_FORMATS = ("sql", "json", "csv", "sqlite")
+SCHEDULE_FORMATS = tuple(FORMATS)
 DEFAULT_LOCK_WAIT_S = 600.0
 DEFAULT_TASK_TIME_LIMIT_S = 6 * 3600
 DEFAULT_PRUNE_SCHEDULE = "30 3 * * *"
@@ -73,6 +74,7 @@ class Settings:
     upload_max_statement_bytes: int = 64 * 1024 * 1024
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs may hold tokens
     notify_on: str = "failure"
+    jobs: int | None = None  # parallel jobs of a pgdump backup or restore (None: the engine's default)
     stale_after_h: float = 26.0
 
     def target(self, name: object) -> Target:
@@ -155,6 +157,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
             backoff_s=max(1, _count(env, "BACKUP_RETRY_BACKOFF_S", RetryPolicy.backoff_s)),
             backoff_max_s=max(1, _count(env, "BACKUP_RETRY_BACKOFF_MAX_S", RetryPolicy.backoff_max_s)),
         ),
+        jobs=_count(env, "BACKUP_JOBS", 0) or None,
         demo=demo,
     )
 

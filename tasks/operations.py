@@ -66,7 +66,7 @@ def catalogue_for(settings: Settings) -> Catalogue:
 
 
 def engine_of(settings: Settings, target: Target) -> Engine:
-    return engine_for(target, settings.tools, catalogue_for(settings).store.scratch_dir)
+    return engine_for(target, settings.tools, catalogue_for(settings).store.scratch_dir, settings.jobs)
 
 
 def scope_for(settings: Settings) -> Scope:

@@ -92,6 +92,7 @@ def many(pg_server, tmp_path_factory):
         "native": operations.create(settings, target="src"),
         "fallback": operations.create(settings, target="src", method="sqlalchemy"),
         "json": operations.create(settings, target="src", format="json"),
+        "pgdump": operations.create(settings, target="src", format="pgdump"),
     }
     yield {"url": url, "shape": shape(url), "settings": settings, "config": config, "backups": backups,
            "root": root, "targets": targets}
@@ -118,7 +119,7 @@ def test_the_source_is_too_big_for_one_transaction(many, pg_server):
     conn.close()
 
 
-@pytest.mark.parametrize("kind", ["native", "fallback", "json"])
+@pytest.mark.parametrize("kind", ["native", "fallback", "json", "pgdump"])
 def test_each_format_restores_identical_into_a_new_and_over_an_existing_database(many, pg_server, kind):
     settings = many["settings"]
     name = many["backups"][kind]["backup_filename"]
@@ -154,8 +155,8 @@ print("DONE", flush=True)
 """
 
 
-@pytest.mark.parametrize("phase", ["restore", "swap"])
-def test_a_restore_killed_at_each_phase_leaves_the_target_whole(many, pg_server, make_pg_database, phase):
+@pytest.mark.parametrize(("kind", "phase"), [("native", "restore"), ("native", "swap"), ("pgdump", "restore")])
+def test_a_restore_killed_at_each_phase_leaves_the_target_whole(many, pg_server, make_pg_database, kind, phase):
     """Killed while the new database is loading, the target is exactly as it was; killed as the swap
     begins, it is entirely the old or entirely the new database; leftovers are swept next time."""
     url = make_pg_database("scale_kill")
@@ -167,7 +168,7 @@ def test_a_restore_killed_at_each_phase_leaves_the_target_whole(many, pg_server,
     old = shape(url)
     config = {**many["config"], "BACKUP_TARGETS": json.dumps({**many["targets"], "dst": url})}
     child = subprocess.Popen([sys.executable, "-c", RESTORER, json.dumps(config),
-                              many["backups"]["native"]["backup_filename"]], cwd=ROOT, stdout=subprocess.PIPE,
+                              many["backups"][kind]["backup_filename"]], cwd=ROOT, stdout=subprocess.PIPE,
                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
     assert child.stdout is not None
     for line in child.stdout:

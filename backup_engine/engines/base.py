@@ -116,10 +116,12 @@ class Engine(ABC):
     #: the message a refused restore starts with ("Unsupported backup format for PostgreSQL restore")
     unsupported_restore: ClassVar[str]
 
-    def __init__(self, target: Target, tools: ClientTools = ClientTools(), scratch_dir: Path | None = None) -> None:
+    def __init__(self, target: Target, tools: ClientTools = ClientTools(), scratch_dir: Path | None = None,
+                 jobs: int | None = None) -> None:
         self.target = target
         self.tools = tools
         self._scratch_dir = scratch_dir
+        self.jobs = jobs  # parallel jobs where the engine's tools take them (BACKUP_JOBS; None: its default)
 
     @property
     def scratch_dir(self) -> Path:

@@ -26,6 +26,8 @@ FORMATS = {
     "json": Format("json", "json", True, description="schema and data, converted to SQL for a restore"),
     "csv": Format("csv", "zip", False, compressible=False, description="a zip of one CSV per table, export only"),
     "sqlite": Format("sqlite", "sqlite3", True, description="SQLite's binary snapshot (online backup API)"),
+    "pgdump": Format("pgdump", "pgdump", True,
+                     description="pg_dump's directory archive as one tar stream, dumped and restored by parallel jobs"),
 }
 
 

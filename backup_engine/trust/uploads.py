@@ -34,6 +34,7 @@ from backup_engine.storage.compression import GZIP, NONE, ZSTD, GzipReader, Zstd
 SNIFF_BYTES = 4096
 BLOCK = 1 << 20
 ZIP_MAGIC = b"PK\x03\x04"
+TAR_MAGIC, TAR_MAGIC_AT = b"ustar", 257  # POSIX tar: the magic of the first header block
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -92,6 +93,8 @@ def sniff_format(head: bytes, engine: Engine) -> str:
         raise errors.InvalidRequest(unsupported, "the upload is compressed twice")
     if head.startswith(ZIP_MAGIC):
         raise errors.InvalidRequest(unsupported, "a zip (CSV backup) is export only")
+    if head[TAR_MAGIC_AT:TAR_MAGIC_AT + len(TAR_MAGIC)] == TAR_MAGIC:
+        raise errors.InvalidRequest(unsupported, errors.PGDUMP_NOT_UPLOADED)
     own = engine.sniff_upload(head)
     if own is not None:
         return own

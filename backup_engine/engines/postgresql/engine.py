@@ -18,6 +18,7 @@ from backup_engine.engines.base import (
     UploadReport,
 )
 from backup_engine.engines.postgresql import (
+    archive,
     csv_export,
     generated,
     json_export,
@@ -46,8 +47,8 @@ ESTIMATED_RELATIONS_PER_TABLE = 4  # a table, its key's index, a sequence, a toa
 
 class PostgresEngine(Engine):
     name = "postgresql"
-    formats = ("sql", "json", "csv")
-    restore_formats = ("sql",)
+    formats = ("sql", "json", "csv", "pgdump")
+    restore_formats = ("sql", "pgdump")
     safety_format = "sql"
     native_method = "pg_dump"
     unsupported_restore = errors.UNSUPPORTED_PG_RESTORE
@@ -73,6 +74,17 @@ class PostgresEngine(Engine):
                    csv_safe: bool = False) -> DumpResult:
         return csv_export.export_csv(self.target, out, include_data, progress, csv_safe=csv_safe)
 
+    def export_other(self, format: str, out: ByteSink, include_data: str,
+                     progress: Progress = no_progress) -> DumpResult:
+        if format != "pgdump":
+            return super().export_other(format, out, include_data, progress)
+        return archive.dump_archive(self.target, out, include_data, self.tools, self._jobs, self.scratch_dir,
+                                    progress)
+
+    @property
+    def _jobs(self) -> int:
+        return self.jobs or archive.default_jobs()
+
     def script_complete(self, tail: bytes) -> bool:
         return native.script_complete(tail)
 
@@ -87,6 +99,8 @@ class PostgresEngine(Engine):
         checking up front that it fits the server's lock table. A data-only backup fills the
         target's own tables, in one transaction."""
         swap.sweep(self.target)
+        if request.format == "pgdump" and not swap.can_create_databases(self.target):
+            raise errors.RestoreError(errors.PGDUMP_NEEDS_CREATEDB)
         if request.include_data != "data" and swap.can_create_databases(self.target):
             with swap.beside(self.target) as new:
                 progress(phase="restore", building=new.name)
@@ -102,7 +116,9 @@ class PostgresEngine(Engine):
 
     def _load(self, database: Target, source: ArtifactSource, request: RestoreRequest, *, fresh: bool) -> None:
         psql = self.tools.get("psql")
-        if not request.trusted:
+        if request.format == "pgdump":  # only ever our own (uploads of it are refused): into a new database
+            archive.restore_archive(database, source, self.tools, self._jobs, self.scratch_dir)
+        elif not request.trusted:
             limits = GateLimits(max_statement_bytes=request.max_statement_bytes)
             uploads.restore_untrusted(database, source, request.include_data, request.table_rows,
                                       request.allow_superuser, limits, fresh=fresh)

@@ -1,0 +1,189 @@
+"""The `pgdump` format (issue 18): pg_dump's directory archive dumped with -j, stored as one tar
+object, restored with pg_restore -j into a database built beside the target and swapped in.
+
+Against the real server and tools: the catalog zoo round-trips identical (tests/pg_compare.py)
+with the manifest's row counts taken from the archive; what cannot be all or nothing is refused
+before anything is touched (no CREATEDB, data-only); an archive that does not check out (a
+member named outside its folder, a flipped byte) restores nothing and writes nothing outside
+its scratch folder; a tar upload is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from backup_engine import errors
+from backup_engine.dumpinfo import ClientTools
+from backup_engine.targets import Target
+from config.settings import load_settings
+from tasks import operations
+from tests import catalog_zoo, pg_compare
+from tests.engine_api import BackupStore, create_backup, restore_backup
+
+PG_DUMP, PSQL, PG_RESTORE = shutil.which("pg_dump"), shutil.which("psql"), shutil.which("pg_restore")
+TOOLS = ClientTools(pg_dump=PG_DUMP, psql=PSQL, pg_restore=PG_RESTORE)
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (PG_DUMP and PSQL and PG_RESTORE), reason="PostgreSQL client tools not installed")]
+
+
+def table_rows(url: str) -> dict[str, int]:
+    conn = psycopg2.connect(url)
+    counts = {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname, c.relname "
+                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "AND n.nspname NOT LIKE 'pg\\_%'")
+        for display, schema, name in cur.fetchall():
+            cur.execute(psycopg2.sql.SQL("SELECT count(*) FROM ONLY {}").format(psycopg2.sql.Identifier(schema, name)))
+            counts[display] = cur.fetchone()[0]
+    conn.close()
+    return counts
+
+
+@pytest.fixture(scope="module")
+def zoo(pg_server):
+    name = f"pgd_zoo_{uuid.uuid4().hex[:6]}"
+    url = pg_server.create_database(name)
+    catalog_zoo.build_zoo(url, seed=5, rows=200)
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def fresh(pg_server):
+    names = []
+
+    def make() -> str:
+        names.append(f"pgd_dst_{uuid.uuid4().hex[:6]}")
+        return pg_server.create_database(names[-1])
+    yield make
+    for name in names:
+        pg_server.drop_database(name)
+
+
+def test_the_zoo_round_trips_identical_with_rows_counted_from_the_archive(zoo, fresh, tmp_path):
+    store = BackupStore(tmp_path / "backups")
+    manifest = create_backup(Target.from_url("src", zoo), store, tools=TOOLS, format="pgdump")
+    assert ".pgdump" in manifest["backup_filename"] and manifest["method"] == "pg_dump"
+    expected = table_rows(zoo)
+    assert manifest["table_rows"] == expected and sum(expected.values()) > 0
+    restored = fresh()
+    result = restore_backup(Target.from_url("dst", restored), store, manifest["backup_filename"], tools=TOOLS)
+    assert result["built_beside"] is True
+    assert pg_compare.compare(zoo, restored) == []
+
+
+def test_a_schema_only_archive_restores_the_schema_and_no_rows(zoo, fresh, tmp_path):
+    store = BackupStore(tmp_path / "backups")
+    manifest = create_backup(Target.from_url("src", zoo), store, tools=TOOLS, format="pgdump", include_data="schema")
+    assert set(manifest["table_rows"].values()) == {0}
+    restored = fresh()
+    restore_backup(Target.from_url("dst", restored), store, manifest["backup_filename"], tools=TOOLS)
+    assert table_rows(restored).keys() == table_rows(zoo).keys() and set(table_rows(restored).values()) == {0}
+
+
+def test_a_data_only_archive_is_refused_and_leaves_no_file(zoo, tmp_path):
+    store = BackupStore(tmp_path / "backups")
+    with pytest.raises(errors.InvalidRequest, match="data-only"):
+        create_backup(Target.from_url("src", zoo), store, tools=TOOLS, format="pgdump", include_data="data")
+    assert list(store.folder.iterdir()) == []
+
+
+def hostile_archive(tmp_path: Path, member: str) -> bytes:
+    """A tar whose only member is named `member` (what a forged or damaged object might hold)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"owned"))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("member", ["../escaped.dat", "/tmp/escaped.dat", "toc.dat/../../x", "notes.txt"])
+def test_an_archive_with_a_foreign_member_restores_nothing_and_writes_nothing_outside(zoo, fresh, tmp_path, member):
+    store = BackupStore(tmp_path / "backups")
+    published = store.publish_bytes(hostile_archive(tmp_path, member), "dst",
+                                    {"format": "pgdump", "target": "dst", "dialect": "postgresql", "origin": "worker",
+                                     "table_rows": {}})
+    target = fresh()
+    conn = psycopg2.connect(target)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE keep (x int); INSERT INTO keep VALUES (42)")
+    conn.close()
+    with pytest.raises(errors.ArtifactError, match=errors.BAD_ARCHIVE):
+        restore_backup(Target.from_url("dst", target), store, published["backup_filename"], tools=TOOLS,
+                       safety_backup=False)
+    assert table_rows(target) == {"public.keep": 1}
+    assert not (tmp_path / "escaped.dat").exists() and not Path("/tmp/escaped.dat").exists()
+    scratch = store.folder / ".scratch"
+    assert not scratch.exists() or list(scratch.rglob("*.dat")) == []
+
+
+def test_the_drill_restores_it_and_a_flipped_byte_fails_before_pg_restore_runs(zoo, fresh, tmp_path):
+    config = {"BACKUP_TARGETS": json.dumps({"src": zoo, "dst": fresh()}), "BACKUP_DIR": str(tmp_path / "backups"),
+              "BACKUP_UPLOAD_DIR": str(tmp_path / "uploads"), "BACKUP_COMPRESSION": "none"}
+    settings = load_settings(config, dotenv_path=None)
+    manifest = operations.create(settings, target="src", format="pgdump")
+    drill = operations.verify(settings, backup_filename=manifest["backup_filename"])
+    assert drill["drill_ok"] is True and drill["table_rows"] == table_rows(zoo)
+    path = Path(manifest["path"])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.chmod(0o600)
+    path.write_bytes(bytes(data))
+    before = table_rows(json.loads(config["BACKUP_TARGETS"])["dst"])
+    with pytest.raises(errors.ArtifactError, match=errors.CHECKSUM_MISMATCH):
+        operations.restore(settings, backup_filename=manifest["backup_filename"], target="dst", source_target="src")
+    assert table_rows(json.loads(config["BACKUP_TARGETS"])["dst"]) == before
+
+
+def test_without_createdb_a_pgdump_restore_is_refused_and_the_target_untouched(zoo, pg_server, tmp_path):
+    role, password = f"pgd_app_{uuid.uuid4().hex[:6]}", "app-" + uuid.uuid4().hex
+    admin = pg_server.connect()
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB PASSWORD %s', (password,))
+    name = f"pgd_app_{uuid.uuid4().hex[:6]}"
+    pg_server.create_database(name, owner=role)
+    url = pg_server.url(name, user=role, password=password)
+    try:
+        conn = psycopg2.connect(url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE keep (x int); INSERT INTO keep VALUES (7)")
+        conn.close()
+        store = BackupStore(tmp_path / "backups")
+        manifest = create_backup(Target.from_url("src", zoo), store, tools=TOOLS, format="pgdump")
+        with pytest.raises(errors.RestoreError, match="grant CREATEDB"):
+            restore_backup(Target.from_url("app", url), store, manifest["backup_filename"], tools=TOOLS,
+                           safety_backup=False)
+        assert table_rows(url) == {"public.keep": 1}
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cur.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.close()
+
+
+def test_a_tar_upload_is_refused_by_name(zoo, tmp_path):
+    config = {"BACKUP_TARGETS": json.dumps({"src": zoo}), "BACKUP_DIR": str(tmp_path / "backups"),
+              "BACKUP_UPLOAD_DIR": str(tmp_path / "uploads"), "BACKUP_COMPRESSION": "none"}
+    settings = load_settings(config, dotenv_path=None)
+    manifest = operations.create(settings, target="src", format="pgdump")
+    (tmp_path / "uploads").mkdir(exist_ok=True)
+    upload = tmp_path / "uploads" / "archive.pgdump"
+    upload.write_bytes(Path(manifest["path"]).read_bytes())
+    before = table_rows(zoo)
+    with pytest.raises(errors.InvalidRequest, match="tar archive"):
+        operations.restore_upload(settings, path="archive.pgdump", target="src")
+    assert table_rows(zoo) == before
