@@ -54,7 +54,7 @@ def _row(scale: int, rows: int, path: str, reference: str, result: Measurement, 
                peak_rss_mb=round(result.peak_rss_mb, 1), size_mb=round(size_bytes / 2**20, 1))
 
 
-def bench_postgresql(server, scale: int, rows: int, work: Path, compression: str) -> list[Row]:
+def bench_postgresql(server, scale: int, rows: int, work: Path, compression: str, s3=None) -> list[Row]:
     from backup_engine.engines.postgresql.connect import client_run
     from backup_engine.targets import Target
 
@@ -76,6 +76,14 @@ def bench_postgresql(server, scale: int, rows: int, work: Path, compression: str
     size = raw_dump.stat().st_size
     rows_out = [_row(scale, total, "pg_dump (plain), raw", "-", dump_ref, None, size),
                 _row(scale, total, "psql --single-transaction, raw", "-", restore_ref, None, size)]
+    zstd_ref = None
+    if shutil.which("zstd"):  # the reference for a compressed backup: pg_dump | zstd -3
+        piped = work / "raw.sql.zst"
+        with client_run(Target.from_url("bench", url)) as run:
+            zstd_ref = measure(["sh", "-c", f"{pg_dump} --format=plain --no-owner --no-privileges --no-password "
+                                f"| zstd -3 -q -o '{piped}'"], env=run.env, pass_fds=tuple(run.pass_fds))
+        rows_out.append(_row(scale, total, "pg_dump | zstd -3, raw", "-", zstd_ref, None, piped.stat().st_size))
+        piped.unlink()
 
     def backup(label: str, backup_format: str, method: str, level: str = compression) -> str:
         result = measure_child(child_env(folder, url, level), "backup", backup_format, method, str(name_file))
@@ -91,6 +99,16 @@ def bench_postgresql(server, scale: int, rows: int, work: Path, compression: str
         server.drop_database(database)
 
     sql_name = backup(f"our sql (pg_dump), {compression}", "sql", "native")
+    local = rows_out[-1]
+    if zstd_ref is not None and compression.startswith("zstd"):
+        rows_out.append(Row(**{**asdict(local), "path": f"our sql (pg_dump), {compression}", "reference": "pg|zstd",
+                               "ratio": round(local.wall_s / zstd_ref.wall_s, 2)}))
+    if s3 is not None:
+        s3_env = {**child_env(folder, url, compression), **s3.env(),
+                  "BACKUP_STORAGE_URL": f"s3://{s3.bucket}/bench-{scale}"}
+        result = measure_child(s3_env, "backup", "sql", "native", str(name_file))
+        rows_out.append(_row(scale, total, f"our sql (pg_dump), {compression}, into S3 (moto)", "local",
+                             result, Measurement(local.wall_s, 0), int(local.size_mb * 2**20)))
     if compression != "none":
         backup("our sql (pg_dump), uncompressed", "sql", "native", "none")
     backup(f"our sql (SQLAlchemy fallback), {compression}", "sql", "sqlalchemy")
@@ -100,8 +118,10 @@ def bench_postgresql(server, scale: int, rows: int, work: Path, compression: str
     rows_out.append(_row(scale, total, "JSON -> SQL conversion", "pg_dump", result, dump_ref,
                          (folder / converted).stat().st_size))
     backup(f"our csv export, {compression}", "csv", "auto")
+    pgdump_name = backup(f"our pgdump (-j, 2 tables), {compression}", "pgdump", "native")
     restore("restore of our sql (beside + swap)", sql_name)
     restore("restore of our json (through its .sql)", json_name)
+    restore("restore of our pgdump (pg_restore -j, beside + swap)", pgdump_name)
     server.drop_database(f"bench_{scale}")
     shutil.rmtree(folder)
     raw_dump.unlink()
@@ -257,10 +277,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bw-bench-"))
     rows: list[Row] = []
     celery: dict[str, float] = {}
+    from tests.s3_server import ThrowawayS3
+
+    s3 = ThrowawayS3().start()
     try:
         for scale in args.scales:
             count = args.rows * scale
-            rows += bench_postgresql(server, scale, count, work, args.compression)
+            rows += bench_postgresql(server, scale, count, work, args.compression, s3)
             if not args.skip_sqlite:
                 rows += bench_sqlite(scale, count, work, args.compression)
             print_table([row for row in rows if row.scale == scale])
@@ -269,6 +292,7 @@ def main() -> None:
             celery = bench_celery(server, work)
     finally:
         server.destroy()
+        s3.destroy()
         shutil.rmtree(work, ignore_errors=True)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                "pg_dump": subprocess.run(["pg_dump", "--version"], capture_output=True, text=True).stdout.strip()}

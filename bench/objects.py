@@ -66,7 +66,8 @@ def bench_tables(server, tables: int, work: Path, compression: str) -> list[Row]
             _row(tables, tables, "psql (no single transaction), raw", "-", restore_ref, None, size)]
     for label, backup_format, method in (("our sql (pg_dump)", "sql", "native"),
                                          ("our sql (SQLAlchemy fallback)", "sql", "sqlalchemy"),
-                                         ("our json export", "json", "auto")):
+                                         ("our json export", "json", "auto"),
+                                         ("our pgdump (-j)", "pgdump", "native")):
         result = measure_child(child_env(folder, url, compression), "backup", backup_format, method, str(name_file))
         name = name_file.read_text()
         rows.append(_row(tables, tables, f"{label}, {compression}", "pg_dump", result, dump_ref,
