@@ -8,6 +8,7 @@ that leave the engine keep the error, the table and the constraint, never row da
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,6 +122,27 @@ def snapshot_connection(target: Target, failure_message: str, what: str = "") ->
                                target=target) from exc
     except Exception as exc:  # noqa: BLE001 - every failure becomes one dump error, with its reason
         raise errors.DumpError(failure_message, f"{what}{type(exc).__name__}: {exc}") from exc
+
+
+@contextmanager
+def locks_released(raw: Any) -> Iterator[None]:
+    """Run the block in a savepoint rolled back afterwards, inside a snapshot's read-only transaction.
+
+    A `COPY (SELECT ...)` plans its query, and the planner locks the table and every index of it
+    until the transaction ends: 5,000 tables with two indexes each need more locks than a
+    default server's whole lock table. Rolling back to a savepoint releases the locks taken
+    since, and loses nothing in a read-only transaction; the snapshot stays the transaction's.
+    (pg_dump holds one lock per table, as a plain `COPY table TO STDOUT` does.)"""
+    with raw.cursor() as cur:
+        cur.execute("SAVEPOINT bw_table")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(psycopg2.Error), raw.cursor() as cur:
+            cur.execute("ROLLBACK TO SAVEPOINT bw_table")
+        raise
+    with raw.cursor() as cur:
+        cur.execute("ROLLBACK TO SAVEPOINT bw_table")
 
 
 @contextmanager

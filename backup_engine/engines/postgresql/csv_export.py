@@ -12,7 +12,7 @@ from psycopg2 import sql
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
-from backup_engine.engines.postgresql.connect import snapshot_connection
+from backup_engine.engines.postgresql.connect import locks_released, snapshot_connection
 from backup_engine.formats import csv_zip
 from backup_engine.targets import Target
 
@@ -61,7 +61,8 @@ def export_csv(target: Target, out: ByteSink, include_data: str, progress: Progr
                 query = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)"
                 with archive.open(entry, "w", force_zip64=True) as member:
                     member.write(csv_zip.header_line(columns))
-                    with io.BufferedWriter(csv_zip.MemberWriter(member), buffer_size=csv_zip.BLOCK) as buffered, \
+                    with locks_released(raw), \
+                            io.BufferedWriter(csv_zip.MemberWriter(member), buffer_size=csv_zip.BLOCK) as buffered, \
                             raw.cursor() as cur:
                         cur.copy_expert(query, buffered, size=csv_zip.BLOCK)
                         buffered.flush()

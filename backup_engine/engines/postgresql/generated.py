@@ -14,7 +14,7 @@ from sqlalchemy import Table
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
-from backup_engine.engines.postgresql.connect import snapshot_connection
+from backup_engine.engines.postgresql.connect import locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter
 from backup_engine.engines.reflection import sqlalchemy_connection
@@ -31,7 +31,7 @@ def copy_source(raw: Any, writer: PostgresScriptWriter) -> DataSource:
         query = f"COPY {writer.table_name(table)} ({writer.column_list(columns)}) TO STDOUT"
 
         def copy_to(file: Any) -> None:
-            with raw.cursor() as cur:
+            with locks_released(raw), raw.cursor() as cur:
                 cur.copy_expert(query, file, size=COPY_BLOCK)
 
         return CopyData(columns=columns, copy_to=copy_to)
@@ -50,7 +50,8 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
     progress(phase="dump", method=METHOD)
     with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, \
             sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
-        model = reflect_postgresql(conn)
+        with locks_released(raw):  # reading sequences' positions locks each one
+            model = reflect_postgresql(conn)
         writer = PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
 
         def large_object_source(oid: int) -> Any:

@@ -15,7 +15,7 @@ from sqlalchemy import Table
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.postgresql import kinds as pg_kinds
-from backup_engine.engines.postgresql.connect import snapshot_connection
+from backup_engine.engines.postgresql.connect import locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
@@ -46,7 +46,9 @@ def export_json(target: Target, out: ByteSink, include_data: str,
     """Write the JSON document of a PostgreSQL target into `out`; rows are rendered by the server."""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
             sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
-        model = reflect_postgresql(conn, failure=errors.JSON_BACKUP_FAILED, large_object_data=include_data != "schema")
+        with locks_released(raw):  # reading sequences' positions locks each one
+            model = reflect_postgresql(conn, failure=errors.JSON_BACKUP_FAILED,
+                                       large_object_data=include_data != "schema")
         with raw.cursor() as cur:
             column_kinds = pg_kinds.column_kinds(cur)
             cur.execute(PG_PORTABLE_INDEXES_SQL)
@@ -84,13 +86,14 @@ def _write_postgresql(raw: Any, model: DatabaseModel, column_kinds: dict, indexe
                      f"{sql.Identifier(table.schema, table.name).as_string(raw)}) TO STDOUT "
                      "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
             forwarder = RowLines(out)
-            with io.BufferedWriter(forwarder, buffer_size=BLOCK) as buffered, raw.cursor() as cur:
+            with locks_released(raw), io.BufferedWriter(forwarder, buffer_size=BLOCK) as buffered, \
+                    raw.cursor() as cur:
                 cur.copy_expert(query, buffered, size=BLOCK)
                 buffered.flush()
             forwarder.close_rows()
             rows = forwarder.rows
         else:
-            with raw.cursor() as cur:
+            with locks_released(raw), raw.cursor() as cur:
                 cur.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(table.schema, table.name)))
                 rows = cur.fetchone()[0]
             out.write(b",\n".join([b"[]"] * rows) + (b"\n" if rows else b""))
