@@ -10,6 +10,7 @@ wrong clock would leave them; nothing of the product is mocked.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import signal
@@ -519,8 +520,9 @@ def test_embedded_broker_and_result_folders_are_created_where_configured(tmp_pat
 
 # --- 12. CSV -------------------------------------------------------------------------------------------------
 FORMULAS = {1: "=1+2", 2: "+SUM(A1:A9)", 3: "-cmd|' /C calc'!A0", 4: "@import", 5: "-5", 6: "+3.5e2", 7: "plain",
-            8: "\tTAB"}
-NEUTRALISED = {**FORMULAS, 1: "'=1+2", 2: "'+SUM(A1:A9)", 3: "'-cmd|' /C calc'!A0", 4: "'@import", 8: "'\tTAB"}
+            8: "\tTAB", 9: "\rCR", 10: 'say "=hi"'}
+NEUTRALISED = {**FORMULAS, 1: "'=1+2", 2: "'+SUM(A1:A9)", 3: "'-cmd|' /C calc'!A0", 4: "'@import", 8: "'\tTAB",
+               9: "'\rCR"}
 
 
 def csv_member(path: str) -> tuple[bytes, dict]:
@@ -531,7 +533,7 @@ def csv_member(path: str) -> tuple[bytes, dict]:
 
 def test_csv_header_is_quoted_and_formulas_are_exact_unless_csv_safe(pg_server, make_pg_database, tmp_path):
     url = make_pg_database("hyg_csv")
-    pg_exec(pg_server, url, 'CREATE TABLE sheet (id int PRIMARY KEY, "=cell" text)')
+    pg_exec(pg_server, url, 'CREATE TABLE sheet (id int PRIMARY KEY, "Cell ""A""" text)')
     conn = pg_server.connect(url.rsplit("/", 1)[1])
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -543,8 +545,8 @@ def test_csv_header_is_quoted_and_formulas_are_exact_unless_csv_safe(pg_server, 
     for flags, expected, safe in (((), FORMULAS, False), (("--csv-safe",), NEUTRALISED, True)):
         made = ok(cli(env, tmp_path, "backup", "--format", "csv", *flags, "--local"))
         raw, manifest = csv_member(made["path"])
-        assert raw.split(b"\n", 1)[0] == b'"id","=cell"'
+        assert raw.split(b"\n", 1)[0] == b'"id","Cell ""A"""'  # quoted like every other field
         assert manifest["csv_safe"] is safe
-        header, *rows = parse_records(iter(raw.decode("utf-8").splitlines(keepends=True)))
-        assert header == ["id", "=cell"]
+        header, *rows = parse_records(iter(io.StringIO(raw.decode("utf-8"), newline="\n")))
+        assert header == ["id", 'Cell "A"']
         assert {int(row[0]): row[1] for row in rows} == expected
