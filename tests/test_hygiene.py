@@ -22,11 +22,12 @@ import time
 import uuid
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from backup_engine.trust.manifest import MANIFEST_SUFFIX, Manifest, Signer
-from tests.processes import ROOT, ManagedProcess, celery_worker, clean_environment
+from tests.processes import ManagedProcess, celery_worker, clean_environment
 from tests.reliability_helpers import failure_text, send, task_meta, wait_result, wait_until
 from tests.servers import free_port
 
@@ -86,14 +87,48 @@ def names(records: list[dict]) -> list[str]:
     return [record["backup_filename"] for record in records]
 
 
-def forge_copy(folder: Path, record: dict, new_name: str, **changes) -> str:
+class StoreFiles:
+    """Raw access to the store under test, as a neighbour or anyone who can write into it has:
+    the shared folder, or the bucket's prefix (through a plain S3 client)."""
+
+    def __init__(self, storage_url: str, s3_server=None) -> None:
+        self.url = storage_url
+        self.s3 = s3_server
+        if s3_server is None:
+            self.folder = Path(urlsplit(storage_url).path)
+        else:
+            self.bucket, _, self.prefix = urlsplit(storage_url).netloc, None, urlsplit(storage_url).path.strip("/")
+            self.client = s3_server.client()
+
+    def location(self, name: str) -> str:
+        return (self.folder / name).as_uri() if self.s3 is None else f"{self.url}/{name}"
+
+    def put(self, name: str, data: bytes) -> None:
+        if self.s3 is None:
+            (self.folder / name).write_bytes(data)
+        else:
+            self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{name}", Body=data)
+
+    def get(self, name: str) -> bytes:
+        if self.s3 is None:
+            return (self.folder / name).read_bytes()
+        return self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}/{name}")["Body"].read()
+
+    def exists(self, name: str) -> bool:
+        if self.s3 is None:
+            return (self.folder / name).is_file()
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}/{name}")
+        return any(item["Key"] == f"{self.prefix}/{name}" for item in listed.get("Contents", []))
+
+
+def forge_copy(store: StoreFiles, record: dict, new_name: str, **changes) -> str:
     """A copy of a backup under `new_name` with a manifest changed as given and signed with our key
     (what a worker with a wrong clock would have written)."""
-    (folder / new_name).write_bytes(Path(record["path"]).read_bytes())
-    manifest = Manifest.from_dict(json.loads((folder / (record["backup_filename"] + MANIFEST_SUFFIX)).read_text()))
-    changed = dataclasses.replace(manifest, backup_filename=new_name, location=(folder / new_name).as_uri(),
-                                  path=str(folder / new_name), **changes)
-    (folder / (new_name + MANIFEST_SUFFIX)).write_bytes(changed.signed(Signer(SIGNING_KEY.encode())).to_json())
+    store.put(new_name, store.get(record["backup_filename"]))
+    manifest = Manifest.from_dict(json.loads(store.get(record["backup_filename"] + MANIFEST_SUFFIX)))
+    changed = dataclasses.replace(manifest, backup_filename=new_name, location=store.location(new_name),
+                                  path=store.location(new_name), **changes)
+    store.put(new_name + MANIFEST_SUFFIX, changed.signed(Signer(SIGNING_KEY.encode())).to_json())
     return new_name
 
 
@@ -117,13 +152,19 @@ def run_measured(argv: list[str], env: dict[str, str], cwd: Path, timeout: float
 # --- 1. neighbours -------------------------------------------------------------------------------------------
 @pytest.fixture(params=["file", "s3"])
 def shared_store(request, tmp_path) -> dict[str, str]:
-    """The storage settings two deployments share: one local folder, or one prefix of the S3 bucket."""
+    """The storage settings of the test's deployments: one local folder, or one prefix of the S3 bucket."""
     if request.param == "file":
         folder = tmp_path / "shared"
         folder.mkdir()
         return {"BACKUP_STORAGE_URL": folder.as_uri()}
     s3_server = request.getfixturevalue("s3_server")
     return {**s3_server.env(), "BACKUP_STORAGE_URL": f"s3://{s3_server.bucket}/shared-{uuid.uuid4().hex[:8]}"}
+
+
+@pytest.fixture
+def store_files(shared_store, request) -> StoreFiles:
+    s3_server = request.getfixturevalue("s3_server") if shared_store["BACKUP_STORAGE_URL"].startswith("s3:") else None
+    return StoreFiles(shared_store["BACKUP_STORAGE_URL"], s3_server)
 
 
 def test_neighbours_sharing_a_store_see_only_their_own_backups(shared_store, pg_server, make_pg_database, tmp_path):
@@ -137,7 +178,7 @@ def test_neighbours_sharing_a_store_see_only_their_own_backups(shared_store, pg_
             for app in ("appB", "appA")}
     assert all(name.startswith("appA_") for name in made["appA"])
 
-    for app, other in (("appA", "appB"), ("appB", "appA")):
+    for app in ("appA", "appB"):
         assert sorted(names(ok(cli(envs[app], tmp_path, "list", "--local")))) == sorted(made[app]), app
     pruned = ok(cli(envs["appA"], tmp_path, "prune", "--local"))
     assert pruned["deleted"] == [made["appA"][0]] and pruned["kept"] == [made["appA"][1]]
@@ -160,21 +201,22 @@ def test_neighbours_sharing_a_store_see_only_their_own_backups(shared_store, pg_
 
 
 # --- 2. future dates -----------------------------------------------------------------------------------------
-def test_future_dated_backups_never_fill_a_slot_nor_count_as_newest(pg_server, make_pg_database, tmp_path):
+def test_future_dated_backups_never_fill_a_slot_nor_count_as_newest(shared_store, store_files, pg_server,
+                                                                    make_pg_database, tmp_path):
     url = make_pg_database("hyg_future")
     pg_exec(pg_server, url, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t SELECT generate_series(1, 20)")
-    env = site_env(tmp_path, "site", BACKUP_DATABASE_URL=url, BACKUP_KEEP_LAST="1", **NO_RETENTION_SLOTS)
-    folder = tmp_path / "site" / "backups"
+    env = site_env(tmp_path, "site", BACKUP_DATABASE_URL=url, BACKUP_KEEP_LAST="1", **NO_RETENTION_SLOTS,
+                   **shared_store)
     old, new = (ok(cli(env, tmp_path, "backup", "--local")) for _ in range(2))
-    future = [forge_copy(folder, new, f"default_db_backup_{day}_000000.sql", created_at=f"{day[:4]}-01-0{day[-1]}"
-                         f"T00:00:00+00:00") for day in ("20990101", "20990102")]
+    future = [forge_copy(store_files, new, f"default_db_backup_2099010{day}_000000.sql",
+                         created_at=f"2099-01-0{day}T00:00:00+00:00") for day in (1, 2)]
 
     assert names(ok(cli(env, tmp_path, "list", "--local")))[:2] == future[::-1]  # listed, as they are
     pruned = ok(cli(env, tmp_path, "prune", "--local"))
     assert pruned["suspect"] == future
     assert pruned["kept"] == [new["backup_filename"]] and pruned["deleted"] == [old["backup_filename"]]
-    assert all((folder / name).is_file() for name in [*future, new["backup_filename"]])
-    assert not (folder / old["backup_filename"]).exists()
+    assert all(store_files.exists(name) for name in [*future, new["backup_filename"]])
+    assert not store_files.exists(old["backup_filename"])
 
     drilled = operation(env, tmp_path, "verify_latest")
     assert [result["backup_filename"] for result in drilled] == [new["backup_filename"]]
@@ -183,19 +225,19 @@ def test_future_dated_backups_never_fill_a_slot_nor_count_as_newest(pg_server, m
 
 
 # --- 3. bad manifests ----------------------------------------------------------------------------------------
-def test_bad_manifests_are_listed_corrupt_with_a_reason_and_never_crash(pg_server, make_pg_database, tmp_path):
+def test_bad_manifests_are_listed_corrupt_with_a_reason_and_never_crash(shared_store, store_files, pg_server,
+                                                                        make_pg_database, tmp_path):
     url = make_pg_database("hyg_bad")
     pg_exec(pg_server, url, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t SELECT generate_series(1, 20)")
-    env = site_env(tmp_path, "site", BACKUP_DATABASE_URL=url)
-    folder = tmp_path / "site" / "backups"
+    env = site_env(tmp_path, "site", BACKUP_DATABASE_URL=url, **shared_store)
     good = ok(cli(env, tmp_path, "backup", "--local"))
-    record = json.loads((folder / (good["backup_filename"] + MANIFEST_SUFFIX)).read_text())
+    record = json.loads(store_files.get(good["backup_filename"] + MANIFEST_SUFFIX))
 
     def plant(day: str, text: str | None = None, **changes) -> str:
         name = f"default_db_backup_2024{day}_000000.sql"
-        (folder / name).write_bytes(b"SELECT 1;\n")
+        store_files.put(name, b"SELECT 1;\n")
         body = text if text is not None else json.dumps({**record, "backup_filename": name, **changes})
-        (folder / (name + MANIFEST_SUFFIX)).write_text(body)
+        store_files.put(name + MANIFEST_SUFFIX, body.encode())
         return name + MANIFEST_SUFFIX
 
     bad = {
@@ -208,14 +250,19 @@ def test_bad_manifests_are_listed_corrupt_with_a_reason_and_never_crash(pg_serve
         plant("0106", text='{"backup_filename": "default_db_backup_20240106_000000.sql", "x": '
               + "[" * 200_000 + "]" * 200_000 + "}"): "",
     }
-    huge = folder / ("default_db_backup_20240107_000000.sql" + MANIFEST_SUFFIX)
-    (folder / "default_db_backup_20240107_000000.sql").write_bytes(b"SELECT 1;\n")
-    with huge.open("w") as out:  # 200 MB of real JSON text, not a sparse file
-        out.write('{"backup_filename": "default_db_backup_20240107_000000.sql", "pad": "')
-        for _ in range(200):
-            out.write("a" * (1 << 20))
-        out.write('"}')
-    bad[huge.name] = "larger than allowed"
+    # Over the 1 MiB cap: 200 MB of real JSON text in the folder (not a sparse file); 3 MB in the bucket.
+    huge = "default_db_backup_20240107_000000.sql"
+    store_files.put(huge, b"SELECT 1;\n")
+    head, pad, tail = b'{"backup_filename": "' + huge.encode() + b'", "pad": "', b"a" * (1 << 20), b'"}'
+    if store_files.s3 is None:
+        with (store_files.folder / (huge + MANIFEST_SUFFIX)).open("wb") as out:
+            out.write(head)
+            for _ in range(200):
+                out.write(pad)
+            out.write(tail)
+    else:
+        store_files.put(huge + MANIFEST_SUFFIX, head + pad * 3 + tail)
+    bad[huge + MANIFEST_SUFFIX] = "larger than allowed"
 
     assert names(ok(cli(env, tmp_path, "list", "--local"))) == [good["backup_filename"]]
     pruned = ok(cli(env, tmp_path, "prune", "--local"))
@@ -225,17 +272,22 @@ def test_bad_manifests_are_listed_corrupt_with_a_reason_and_never_crash(pg_serve
         reason = pruned["corrupt_reasons"][name]
         assert "Backup manifest is unreadable" in reason or "Object is larger than allowed" in reason, reason
         assert why in reason, (name, reason)
-        assert (folder / name).is_file(), "a corrupt manifest is evidence: never deleted"
+        assert store_files.exists(name), "a corrupt manifest is evidence: never deleted"
     drilled = operation(env, tmp_path, "verify_latest")
     assert [result["backup_filename"] for result in drilled] == [good["backup_filename"]]
     assert drilled[0]["drill_ok"]
+    restored = ok(cli(env, tmp_path, "restore", good["backup_filename"], "--local"))
+    assert restored["rows"] == 20
 
-    status, output, peak_kib = run_measured([sys.executable, "-m", "worker", "list", "--local"], env, tmp_path)
-    assert status == 0, output
-    baseline_status, _, baseline_kib = run_measured([sys.executable, "-m", "worker", "list", "--local"],
-                                                    {**env, "BACKUP_DIR": str(tmp_path / "empty" / "b")}, tmp_path)
-    assert baseline_status == 0
-    assert peak_kib < baseline_kib + 64 * 1024, (peak_kib, baseline_kib)  # the 200 MB manifest is never read
+    if store_files.s3 is None:
+        status, output, peak_kib = run_measured([sys.executable, "-m", "worker", "list", "--local"], env, tmp_path)
+        assert status == 0, output
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        baseline_status, _, baseline_kib = run_measured([sys.executable, "-m", "worker", "list", "--local"],
+                                                        {**env, "BACKUP_STORAGE_URL": empty.as_uri()}, tmp_path)
+        assert baseline_status == 0
+        assert peak_kib < baseline_kib + 64 * 1024, (peak_kib, baseline_kib)  # the 200 MB one is never read
 
 
 # --- 4. FIFOs and folders under temp names -------------------------------------------------------------------
@@ -263,7 +315,7 @@ def test_a_fifo_or_folder_under_a_temp_name_never_hangs_nor_stops_the_sweep(tmp_
     assert (folder / ".partial.dir.x" / "inside").is_file()
     assert ok(cli(env, tmp_path, "list", "--local", timeout=60)) == []
 
-    dead = [path for path in plant_junk(tmp_path / "site2" / "backups") if path]
+    dead = plant_junk(tmp_path / "site2" / "backups")
     worker = celery_worker({**env, "BACKUP_DIR": str(tmp_path / "site2" / "backups")}, tmp_path, name="junk")
     processes.append(worker)
     worker.wait_for("ready.", timeout=60)
