@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from backup_engine import errors
 from backup_engine.storage.catalogue import Catalogue, Entry, Scope, utc_now
@@ -108,16 +109,19 @@ def _decide_group(members: list[Entry], policy: RetentionPolicy, now: datetime, 
 
 
 def prune(catalogue: Catalogue, policy: RetentionPolicy, *, scope: Scope, target: str | None = None,
-          now: datetime | None = None) -> dict[str, list[str]]:
+          now: datetime | None = None) -> dict[str, Any]:
     """Delete what the policy does not keep among the backups `scope` owns (of `target`); returns
-    the names kept, deleted, found corrupt (or with an unreadable manifest) and suspect."""
+    the names kept, deleted, found corrupt (or with an unreadable manifest) and suspect, and under
+    `corrupt_reasons` why each corrupt one is."""
     listing = catalogue.listing(scope=scope, target=target)
     entries = listing.entries
+    reasons = dict(listing.corrupt)
 
     def is_good(entry: Entry) -> bool:
         try:
             catalogue.check(entry)
-        except errors.BackupError:
+        except errors.BackupError as exc:
+            reasons[entry.name] = str(exc)
             return False
         return True
 
@@ -126,6 +130,7 @@ def prune(catalogue: Catalogue, policy: RetentionPolicy, *, scope: Scope, target
         catalogue.delete(name)
     result = decision.as_result()
     result["corrupt"] = sorted(result["corrupt"] + [name for name, _ in listing.corrupt])
+    result["corrupt_reasons"] = {name: reasons[name] for name in result["corrupt"] if name in reasons}
     return result
 
 

@@ -7,7 +7,7 @@ tell NULL from '' (both read as ''); `read_table` here does. Values are the engi
 (PostgreSQL: ISO dates, `\\x<hex>` bytea, `{...}` arrays; SQLite: integers, shortest round-trip
 REALs, `Infinity`, blobs as `\\x<hex>`). Lines end with `\\n`; text is UTF-8.
 
-A backup is exact: a cell that starts with `=`, `+`, `-`, `@` is written as it is. With
+A backup is exact: a cell that starts with `=`, `+`, `-`, `@`, a tab or a CR is written as it is. With
 `csv_safe` (for opening in a spreadsheet, where such a cell is a formula) it gets a leading `'`.
 
 The zip is streamed (no seeking, ZIP64 entries) so its size is not limited by memory or 4 GiB.
@@ -33,10 +33,10 @@ MANIFEST_NAME = "manifest.json"
 BLOCK = 1 << 20
 NULL_RULE = "NULL is an unquoted empty field; every other value is quoted"
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-FORMULA_LEADS = ("=", "+", "-", "@")
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run (OWASP's list)
 PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # The same rule for the server (PostgreSQL's regular expressions): a formula-looking cell that is not a number.
-FORMULA_PATTERN = "^[=+@-]"
+FORMULA_PATTERN = "^[=+@\t\r-]"
 NUMBER_PATTERN = "^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 
 
