@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from backup_engine import errors
+from backup_engine.engines.postgresql import gate_bodies  # noqa: F401 - registers the CREATE FUNCTION checker
 from backup_engine.engines.postgresql.gate_copy import CopyData
 from backup_engine.engines.postgresql.gate_fragments import check_expression, check_statement, check_type_name
 from backup_engine.engines.postgresql.gate_rules import Refusal, Scope, check

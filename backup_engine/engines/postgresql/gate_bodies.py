@@ -17,7 +17,14 @@ from pglast.parser import ParseError
 
 from backup_engine.engines.postgresql import gate_policy as policy
 from backup_engine.engines.postgresql.gate_buffer import SANITIZE
-from backup_engine.engines.postgresql.gate_rules import Refusal, Scope, check, check_setting, refuse_function
+from backup_engine.engines.postgresql.gate_rules import (
+    Refusal,
+    Scope,
+    check,
+    check_setting,
+    checks_function_bodies,
+    refuse_function,
+)
 from backup_engine.engines.postgresql.gate_tree import TreeError, items, load_json, parse, strings, unwrap
 
 ASSIGNMENT_TOKENS = frozenset({"COLON_EQUALS", "ASCII_61"})
@@ -27,6 +34,7 @@ EXPRESSION_MODE, DEFAULT_MODE, ASSIGN_MODES = 2, 0, frozenset({3, 4, 5})
 SEPARATOR = "\n;\n"  # a newline ends any line comment an expression may end with
 
 
+@checks_function_bodies
 def check_function(node: dict[str, Any], scope: Scope) -> None:
     """Language, options, and body of a CREATE FUNCTION / PROCEDURE."""
     options: dict[str, Any] = {}

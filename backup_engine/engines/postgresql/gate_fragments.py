@@ -18,6 +18,7 @@ from pglast.parser import ParseError
 from pglast.stream import RawStream
 
 from backup_engine import errors
+from backup_engine.engines.postgresql import gate_bodies  # noqa: F401 - registers the CREATE FUNCTION checker
 from backup_engine.engines.postgresql.gate_rules import Refusal, Scope, check, walk
 from backup_engine.engines.postgresql.gate_tree import NODE_NAMES, TreeError, parse, unwrap
 

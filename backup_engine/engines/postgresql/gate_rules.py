@@ -9,6 +9,7 @@ bodies of SQL and PL/pgSQL functions (gate_bodies).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from backup_engine.engines.postgresql import gate_policy as policy
@@ -334,10 +335,21 @@ def _define(node: dict[str, Any], scope: Scope) -> Verdict:
     return Verdict()
 
 
-def _function(node: dict[str, Any], scope: Scope) -> Verdict:
-    from backup_engine.engines.postgresql.gate_bodies import check_function
+BodyCheck = Callable[[dict[str, Any], Scope], None]
+_function_bodies: list[BodyCheck] = []
 
-    check_function(node, scope)
+
+def checks_function_bodies(check_function: BodyCheck) -> BodyCheck:
+    """Register the CREATE FUNCTION checker (gate_bodies). It checks a body's statements with
+    `check`, so the two recurse into each other; registering keeps their imports one way."""
+    _function_bodies[:] = [check_function]
+    return check_function
+
+
+def _function(node: dict[str, Any], scope: Scope) -> Verdict:
+    if not _function_bodies:  # fail closed: a body nobody checked never runs
+        raise Refusal(f"{words('CreateFunctionStmt', node)} (no function body checker loaded)")
+    _function_bodies[0](node, scope)
     return Verdict()
 
 
