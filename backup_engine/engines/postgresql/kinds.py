@@ -74,8 +74,10 @@ def export_expression(column_sql: str, kind: str) -> str:
     whose bounds do not all start at 1 (`[0:2]={1,2,3}`) has no JSON array form: its text goes."""
     if kind in ("json", "jsonb", "other"):
         return f"{column_sql}::text"
-    if kind == "array":
-        return (f"CASE WHEN pg_catalog.array_dims({column_sql}) OPERATOR(pg_catalog.!~) '^(\\[1:[0-9]+\\])+$'"
+    if kind == "array":  # one dimension from 1 first: a pattern match per row cost a quarter of the export
+        return (f"CASE WHEN pg_catalog.array_ndims({column_sql}) = 1 AND pg_catalog.array_lower({column_sql}, 1) = 1"
+                f" THEN pg_catalog.to_json({column_sql})"
+                f" WHEN pg_catalog.array_dims({column_sql}) OPERATOR(pg_catalog.!~) '^(\\[1:[0-9]+\\])+$'"
                 f" THEN pg_catalog.to_json({column_sql}::text) ELSE pg_catalog.to_json({column_sql}) END")
     return column_sql
 
