@@ -328,3 +328,38 @@ def test_a_missing_table_section_is_refused(tmp_path):
     edited.write_bytes(b"\n".join(lines[:start] + lines[start + 3:]))
     with pytest.raises(errors.ConversionError, match="no rows section for table"):
         convert.convert_json_to_sql(edited, tmp_path / "out.sql")
+
+
+@needs_psql
+def test_a_big_table_is_read_in_two_streams_from_one_snapshot_and_restores_identical(pg_server, tmp_path):
+    """Past SPLIT_BYTES a table's rows come from two connections over its two halves of pages, in the
+    export's one snapshot; every row is in the document once, and a row written during the export
+    is in neither half."""
+    from backup_engine.engines.postgresql.split_copy import SPLIT_BYTES
+
+    source = pg_server.create_database(f"split_src_{uuid.uuid4().hex[:6]}")
+    execute(source, "CREATE TABLE big (id int PRIMARY KEY, note text, marks int[], raw bytea);"
+                    f"INSERT INTO big SELECT g, repeat(md5(g::text), 6), ARRAY[g, -g], decode(md5(g::text), 'hex') "
+                    f"FROM generate_series(1, {SPLIT_BYTES // 200}) g;"
+                    "UPDATE big SET marks = '[0:1]={7,8}' WHERE id = 3;"
+                    "CREATE TABLE a_small (id int PRIMARY KEY); INSERT INTO a_small VALUES (1), (2);")
+    streams: dict[str, int] = {}
+    late_writes: list[int] = []
+
+    def progress(**meta):
+        if meta.get("phase") == "dump" and "table" in meta:
+            streams[meta["table"]] = meta["streams"]
+            if not late_writes:  # after the first table, before `big`: a new row lands in its second half
+                execute(source, "INSERT INTO big VALUES (0, 'late', NULL, NULL)")
+                late_writes.append(0)
+
+    store = BackupStore(tmp_path / "backups")
+    before = snapshot(source)
+    manifest = create_backup(Target.from_url("src", source), store, format="json", progress=progress)
+    assert streams == {"public.a_small": 1, "public.big": 2}
+    assert manifest["table_rows"] == {"public.a_small": 2, "public.big": SPLIT_BYTES // 200}
+    restored = pg_server.create_database(f"split_dst_{uuid.uuid4().hex[:6]}")
+    restore_backup(Target.from_url("dst", restored), store, manifest["backup_filename"], tools=TOOLS,
+                   safety_backup=False)
+    assert snapshot(restored) == before
+

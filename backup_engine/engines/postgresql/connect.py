@@ -124,6 +124,9 @@ def snapshot_connection(target: Target, failure_message: str, what: str = "") ->
         raise errors.DumpError(failure_message, f"{what}{type(exc).__name__}: {exc}") from exc
 
 
+END_SAVEPOINT = "ROLLBACK TO SAVEPOINT bw_table; RELEASE SAVEPOINT bw_table"  # back at the transaction's top
+
+
 @contextmanager
 def locks_released(raw: Any) -> Iterator[None]:
     """Run the block in a savepoint rolled back afterwards, inside a snapshot's read-only transaction.
@@ -139,10 +142,10 @@ def locks_released(raw: Any) -> Iterator[None]:
         yield
     except BaseException:
         with contextlib.suppress(psycopg2.Error), raw.cursor() as cur:
-            cur.execute("ROLLBACK TO SAVEPOINT bw_table")
+            cur.execute(END_SAVEPOINT)
         raise
     with raw.cursor() as cur:
-        cur.execute("ROLLBACK TO SAVEPOINT bw_table")
+        cur.execute(END_SAVEPOINT)
 
 
 @contextmanager

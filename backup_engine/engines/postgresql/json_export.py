@@ -17,6 +17,7 @@ from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.postgresql import kinds as pg_kinds
 from backup_engine.engines.postgresql.connect import locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
+from backup_engine.engines.postgresql.split_copy import SecondStream, copy_split, second_stream
 from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
 from backup_engine.formats.json_schema import model_to_dict
@@ -54,7 +55,8 @@ def export_json(target: Target, out: ByteSink, include_data: str,
             cur.execute(PG_PORTABLE_INDEXES_SQL)
             indexes = [{"table": f"{s}.{t}", "name": name, "unique": unique, "columns": list(cols)}
                        for s, t, name, unique, cols in cur.fetchall()]
-        result = _write_postgresql(raw, model, column_kinds, indexes, out, include_data, progress)
+        with second_stream(raw, target) as stream:
+            result = _write_postgresql(raw, stream, model, column_kinds, indexes, out, include_data, progress)
     return result
 
 
@@ -63,8 +65,9 @@ def _pg_row_columns(table: Table) -> list[str]:
     return [column.name for column in table.columns]
 
 
-def _write_postgresql(raw: Any, model: DatabaseModel, column_kinds: dict, indexes: list[dict[str, Any]],
-                      out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
+def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, column_kinds: dict,
+                      indexes: list[dict[str, Any]], out: ByteSink, include_data: str, progress: Progress
+                      ) -> DumpResult:
     metadata = model.metadata
     kinds = {key: {c.name: column_kinds.get((table.schema, table.name, c.name), ("other", None))
                    for c in table.columns} for key, table in metadata.tables.items()}
@@ -79,17 +82,26 @@ def _write_postgresql(raw: Any, model: DatabaseModel, column_kinds: dict, indexe
         columns = row_columns[key]
         writer.open_table(key, columns)
         rows = 0
+        streams = 1
         if columns:
             expressions = [pg_kinds.export_expression(sql.Identifier(name).as_string(raw), kinds[key][name][0])
                            for name in columns]
-            query = (f"COPY (SELECT pg_catalog.json_build_array({', '.join(expressions)}) FROM ONLY "  # noqa: S608
-                     f"{sql.Identifier(table.schema, table.name).as_string(raw)}) TO STDOUT "
-                     "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+            table_sql = sql.Identifier(table.schema, table.name).as_string(raw)
+
+            def query_for(where: str, expressions: list[str] = expressions, table_sql: str = table_sql) -> str:
+                return (f"COPY (SELECT pg_catalog.json_build_array({', '.join(expressions)}) FROM ONLY "  # noqa: S608
+                        f"{table_sql}{where}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+
             forwarder = RowLines(out)
-            with locks_released(raw), io.BufferedWriter(forwarder, buffer_size=BLOCK) as buffered, \
-                    raw.cursor() as cur:
-                cur.copy_expert(query, buffered, size=BLOCK)
-                buffered.flush()
+            middle = stream.pages_to_split(table_sql)
+            if middle:
+                copy_split(raw, stream, query_for, middle, forwarder)
+                streams = 2
+            else:
+                with locks_released(raw), io.BufferedWriter(forwarder, buffer_size=BLOCK) as buffered, \
+                        raw.cursor() as cur:
+                    cur.copy_expert(query_for(""), buffered, size=BLOCK)
+                    buffered.flush()
             forwarder.close_rows()
             rows = forwarder.rows
         else:
@@ -98,7 +110,7 @@ def _write_postgresql(raw: Any, model: DatabaseModel, column_kinds: dict, indexe
                 rows = cur.fetchone()[0]
             out.write(b",\n".join([b"[]"] * rows) + (b"\n" if rows else b""))
         writer.close_table(key, rows, index == len(tables) - 1)
-        progress(phase="dump", tables=index + 1, rows=sum(writer.table_rows.values()))
+        progress(phase="dump", tables=index + 1, rows=sum(writer.table_rows.values()), table=key, streams=streams)
     writer.finish()
     names = {key: model.extras.display_names.get(key) or key for key in metadata.tables}
     table_rows = {names[key]: writer.table_rows.get(key, 0) for key in metadata.tables}
