@@ -65,13 +65,13 @@ def locked_target(request, tmp_path):
     env = {"BACKUP_TARGETS": json.dumps({"t": url}), "BACKUP_DIR": str(tmp_path / "backups"),
            "BACKUP_UPLOAD_DIR": str(tmp_path / "uploads"), "BACKUP_COMPRESSION": "none"}
     settings = load_settings(env, dotenv_path=None)
-    return {"kind": request.param, "env": env, "settings": settings,
+    return {"kind": request.param, "env": env, "settings": settings, "tmp": tmp_path,
             "engine": operations.engine_of(settings, settings.targets["t"])}
 
 
 def start_holder(locked_target) -> subprocess.Popen:
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, json.dumps(locked_target["env"]), "t"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=locked_target["tmp"],
                               env={**clean_environment(), "PYTHONPATH": str(ROOT)})
     assert holder.stdout.readline().strip() == "held"  # blocks until the child holds the lock
     return holder
@@ -122,7 +122,7 @@ def test_a_task_on_the_embedded_broker_gives_up_with_target_busy_after_the_lock_
     holder_settings = {"BACKUP_TARGETS": env["BACKUP_TARGETS"], "BACKUP_DIR": str(tmp_path / "holder"),
                        "BACKUP_UPLOAD_DIR": str(tmp_path / "holder-uploads")}  # an flock needs no deployment
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, json.dumps(holder_settings), "lite"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     try:
         assert holder.stdout.readline().strip() == "held"
         worker.wait_for("ready.", timeout=90)
