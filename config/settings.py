@@ -53,8 +53,8 @@ class Settings:
     backup_dir: Path
     upload_dir: Path
     file_prefix: str | None
-    broker_url: str
-    result_backend: str
+    broker_url: str = field(repr=False)  # may hold the broker's password; `describe()` shows them masked
+    result_backend: str = field(repr=False)
     schedule: str
     schedule_formats: tuple[str, ...]
     tools: ClientTools

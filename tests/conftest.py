@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability_helpers import isolated_broker, managed_processes
+from tests.reliability_helpers import Transport, isolated_broker, managed_processes, rabbitmq_vhost
 from tests.servers import ThrowawayMariaDB, ThrowawayPostgres, ThrowawayRabbitMQ, ThrowawayRedis
 
 
@@ -90,6 +90,25 @@ def backup_dir(tmp_path: Path) -> Path:
 def broker(redis_server) -> Iterator[str]:
     """A Redis database of its own on the throwaway server, for one test's broker and results."""
     yield from isolated_broker(redis_server)
+
+
+@pytest.fixture
+def transport(request, redis_server) -> Iterator[Transport]:
+    """A broker of the test's own and a Redis result backend of its own. Redis unless the test
+    parametrises it: `@pytest.mark.parametrize("transport", ["redis", "rabbitmq"], indirect=True)`;
+    RabbitMQ is the session's throwaway node, with a vhost of this test's own."""
+    kind = getattr(request, "param", "redis")
+    backends = isolated_broker(redis_server)
+    backend = next(backends)
+    if kind == "redis":
+        yield Transport(kind, backend, backend)
+    elif kind == "rabbitmq":
+        vhosts = rabbitmq_vhost(request.getfixturevalue("rabbitmq_server"))
+        yield Transport(kind, next(vhosts), backend)
+        next(vhosts, None)
+    else:
+        raise ValueError(f"unknown broker {kind!r}")
+    next(backends, None)
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,22 +115,52 @@ def snapshot_processes() -> str:
     return "\n".join(parts)
 
 
+# --- brokers -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Transport:
+    """A test's broker and result backend (README "brokers": the backend stays Redis with either
+    broker). Wherever a helper takes a Redis URL (broker and backend in one), it takes this too."""
+
+    kind: str  # "redis" or "rabbitmq"
+    broker: str
+    backend: str
+
+
+def urls(where: str | Transport) -> tuple[str, str]:
+    """(broker URL, result backend URL)."""
+    return (where.broker, where.backend) if isinstance(where, Transport) else (where, where)
+
+
+def rabbitmq_vhost(server) -> Iterator[str]:
+    """For a `transport` fixture: a vhost of its own on the session's RabbitMQ, deleted afterwards with
+    every queue and unacknowledged message in it; yields its broker URL."""
+    from urllib.parse import quote
+
+    vhost = f"bw-{uuid.uuid4().hex[:10]}"
+    server.ctl("add_vhost", vhost)
+    server.ctl("set_permissions", "-p", vhost, server.user, ".*", ".*", ".*")
+    yield server.url[:-1] + quote(vhost, safe="")  # `amqp://…@host:port/` + the vhost
+    with contextlib.suppress(RuntimeError):
+        server.ctl("delete_vhost", vhost)
+
+
 # --- tasks -------------------------------------------------------------------------------------------------
-def client(redis_url: str) -> Celery:
+def client(where: str | Transport) -> Celery:
     """A bare Celery client: knows the broker and nothing of this project's code."""
-    return Celery("reliability-client", broker=redis_url, backend=redis_url)
+    broker, backend = urls(where)
+    return Celery("reliability-client", broker=broker, backend=backend)
 
 
-def send(redis_url: str, name: str, **kwargs: Any) -> str:
-    app = client(redis_url)
+def send(where: str | Transport, name: str, **kwargs: Any) -> str:
+    app = client(where)
     try:
         return app.send_task(name, kwargs=kwargs).id
     finally:
         app.close()
 
 
-def task_meta(redis_url: str, task_id: str) -> dict[str, Any] | None:
-    connection = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+def task_meta(where: str | Transport, task_id: str) -> dict[str, Any] | None:
+    connection = redis.Redis.from_url(urls(where)[1], socket_connect_timeout=2, socket_timeout=5)
     try:
         raw = connection.get(f"celery-task-meta-{task_id}")
     except redis.RedisError:
@@ -138,12 +170,12 @@ def task_meta(redis_url: str, task_id: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
-def wait_result(redis_url: str, task_id: str, timeout: float = 120) -> dict[str, Any]:
+def wait_result(where: str | Transport, task_id: str, timeout: float = 120) -> dict[str, Any]:
     """The task's final meta (status SUCCESS or FAILURE), polling Redis; survives a Redis restart."""
     deadline = time.monotonic() + timeout
     meta: dict[str, Any] | None = None
     while time.monotonic() < deadline:
-        meta = task_meta(redis_url, task_id)
+        meta = task_meta(where, task_id)
         if meta and meta.get("status") in FINAL_STATES:
             return meta
         time.sleep(0.2)
@@ -226,10 +258,11 @@ def managed_processes() -> Iterator[list[ManagedProcess]]:
         process.stop()
 
 
-def worker_env(tmp_path: Path, broker_url: str, targets: dict[str, str], **extra: str) -> dict[str, str]:
+def worker_env(tmp_path: Path, where: str | Transport, targets: dict[str, str], **extra: str) -> dict[str, str]:
+    broker, backend = urls(where)
     return clean_environment(
         BACKUP_TARGETS=json.dumps(targets), BACKUP_DIR=str(tmp_path / "backups"),
-        BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"), CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url,
+        BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"), CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=backend,
         BACKUP_RETRY_BACKOFF_S="1", BACKUP_RETRY_BACKOFF_MAX_S="2", **extra)
 
 

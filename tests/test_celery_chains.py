@@ -1,4 +1,5 @@
-"""JSON backups and restores as chains of separate steps, through a real worker and Redis."""
+"""JSON backups and restores as chains of separate steps, through a real worker and a real broker
+(Redis; the chain itself on RabbitMQ too)."""
 
 from __future__ import annotations
 
@@ -12,28 +13,29 @@ import pytest
 from tests import richdb_pg
 from tests.engine_api import BackupStore
 from tests.processes import celery_worker, clean_environment
-from tests.test_celery_tasks import send
+from tests.test_celery_tasks import BOTH_BROKERS, send
 
 
 @pytest.fixture
-def chain_deployment(pg_server, redis_server, make_pg_database, tmp_path):
+def chain_deployment(pg_server, transport, make_pg_database, tmp_path):
     source = make_pg_database("chain_src")
     target = make_pg_database("chain_dst")
     richdb_pg.build_rich_database(source, rows_per_table=40, seed=11)
     env = clean_environment(
         BACKUP_TARGETS=json.dumps({"src": source, "dst": target}),
         BACKUP_DIR=str(tmp_path / "backups"), BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"),
-        CELERY_BROKER_URL=redis_server.url, CELERY_RESULT_BACKEND=redis_server.url,
+        CELERY_BROKER_URL=transport.broker, CELERY_RESULT_BACKEND=transport.backend,
         BACKUP_UPLOAD_ALLOW_SUPERUSER="true",  # the throwaway server's role is a superuser; the chain is the point
     )
     worker = celery_worker(env, tmp_path, name="chains")
     worker.wait_for("ready.")
-    yield {"broker": redis_server.url, "dir": tmp_path / "backups", "worker": worker, "src": source, "dst": target,
+    yield {"broker": transport, "dir": tmp_path / "backups", "worker": worker, "src": source, "dst": target,
            "uploads": tmp_path / "uploads"}
     worker.stop()
     assert pg_server.password not in worker.output()
 
 
+@BOTH_BROKERS
 def test_a_json_backup_is_a_chain_that_names_both_files(chain_deployment):
     outcome = send(chain_deployment["broker"], "backups.create", target="src", format="json")
     assert outcome["state"] == "SUCCESS", outcome
@@ -95,7 +97,7 @@ def test_cli_convert_and_json_upload(chain_deployment, tmp_path):
     created = send(broker, "backups.create", target="src", format="json")["result"]
     env = clean_environment(BACKUP_TARGETS=json.dumps({"src": chain_deployment["src"], "dst": chain_deployment["dst"]}),
                             BACKUP_DIR=str(chain_deployment["dir"]), BACKUP_UPLOAD_DIR=str(chain_deployment["uploads"]),
-                            CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=broker)
+                            CELERY_BROKER_URL=broker.broker, CELERY_RESULT_BACKEND=broker.backend)
     done = subprocess.run([sys.executable, "-m", "worker", "convert", created["backup_filename"], "--dialect", "sqlite",
                            "--timeout", "120"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr

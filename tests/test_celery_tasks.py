@@ -1,10 +1,12 @@
-"""The tasks through a real worker process, a real Redis and a real PostgreSQL.
+"""The tasks through a real worker process, a real broker (Redis, and RabbitMQ where marked) and a
+real PostgreSQL.
 
 Clients here are separate processes that import only `celery`, as another application would.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -14,14 +16,21 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import load_settings
+from tasks import operations
+from tasks.locks import target_lock
 from tests.processes import celery_worker, clean_environment
+from tests.reliability_helpers import Transport, urls, wait_until
 from tests.servers import ThrowawayPostgres
+
+BOTH_BROKERS = pytest.mark.parametrize("transport", ["redis", "rabbitmq"], indirect=True)
 
 CLIENT = textwrap.dedent("""
     import json, sys
     from celery import Celery
-    broker, name, kwargs, timeout = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4])
-    app = Celery(broker=broker, backend=broker)
+    broker, backend, name = sys.argv[1], sys.argv[2], sys.argv[3]
+    kwargs, timeout = json.loads(sys.argv[4]), float(sys.argv[5])
+    app = Celery(broker=broker, backend=backend)
     result = app.send_task(name, kwargs=kwargs)
     try:
         value = result.get(timeout=timeout, propagate=False)
@@ -33,10 +42,14 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def send(redis_url: str, name: str, timeout: float = 120, **kwargs) -> dict:
+def client_argv(where: str | Transport, name: str, kwargs: dict, timeout: float) -> list[str]:
+    return [sys.executable, "-c", CLIENT, *urls(where), name, json.dumps(kwargs), str(timeout)]
+
+
+def send(where: str | Transport, name: str, timeout: float = 120, **kwargs) -> dict:
     """send_task by name from a process that has never seen this project's code."""
-    done = subprocess.run([sys.executable, "-c", CLIENT, redis_url, name, json.dumps(kwargs), str(timeout)],
-                          capture_output=True, text=True, timeout=timeout + 60, cwd="/")
+    done = subprocess.run(client_argv(where, name, kwargs, timeout), capture_output=True, text=True,
+                          timeout=timeout + 60, cwd="/")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -51,19 +64,18 @@ def seed(server: ThrowawayPostgres, dbname: str, rows: int = 500) -> None:
 
 
 @pytest.fixture
-def deployment(pg_server, redis_server, make_pg_database, tmp_path):
+def deployment(pg_server, transport, make_pg_database, tmp_path):
     source = make_pg_database("task_src")
     target = make_pg_database("task_dst")
     seed(pg_server, source.rsplit("/", 1)[1])
-    redis_server_db = redis_server.url
     env = clean_environment(
         BACKUP_TARGETS=json.dumps({"src": source, "dst": target}),
         BACKUP_DIR=str(tmp_path / "backups"), BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"),
-        CELERY_BROKER_URL=redis_server_db, CELERY_RESULT_BACKEND=redis_server_db,
+        CELERY_BROKER_URL=transport.broker, CELERY_RESULT_BACKEND=transport.backend,
     )
     worker = celery_worker(env, tmp_path)
     worker.wait_for("ready.")
-    yield {"broker": redis_server_db, "dir": tmp_path / "backups", "worker": worker,
+    yield {"broker": transport, "dir": tmp_path / "backups", "worker": worker, "env": env,
            "dst": target.rsplit("/", 1)[1]}
     worker.stop()
     assert pg_server.password not in worker.output()
@@ -110,21 +122,32 @@ def test_wrong_arguments_fail_clearly(deployment):
     assert outcome["state"] == "FAILURE" and "colour" in outcome["result"]
 
 
+@BOTH_BROKERS
 def test_two_backups_of_one_target_never_overlap(deployment):
-    broker = deployment["broker"]
-    procs = [subprocess.Popen([sys.executable, "-c", CLIENT, broker, "backups.create", json.dumps({"target": "src"}),
-                               "120"], stdout=subprocess.PIPE, text=True, cwd="/") for _ in range(3)]
+    """Three backups of one target sent at once while the test holds the target's lock: each finds it
+    busy (and gives its slot back), then, once it is free, they run one at a time."""
+    broker, worker = deployment["broker"], deployment["worker"]
+    settings = load_settings(deployment["env"], dotenv_path=None)
+    engine = operations.engine_of(settings, settings.targets["src"])
+    with target_lock(settings, engine, wait_s=0):
+        procs = [subprocess.Popen(client_argv(broker, "backups.create", {"target": "src"}, 120),
+                                  stdout=subprocess.PIPE, text=True, cwd="/") for _ in range(3)]
+        # Both pool processes took one and found the target busy (the third waits on the queue).
+        wait_until(lambda: worker.output().count("Retry in") >= 2, 60, interval=0.1, what="two busy retries")
     outcomes = [json.loads(p.communicate(timeout=200)[0]) for p in procs]
     assert all(o["state"] == "SUCCESS" for o in outcomes), outcomes
+    assert "TargetBusy" in worker.output()
     spans = sorted((datetime.fromisoformat(o["result"]["created_at"]),
                     datetime.fromisoformat(o["result"]["created_at"]) + timedelta(seconds=o["result"]["duration_s"]))
                    for o in outcomes)
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
-        assert end <= start
-    assert "Target busy" not in deployment["worker"].output()
+    assert len({o["result"]["backup_filename"] for o in outcomes}) == 3
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start + timedelta(milliseconds=5)
 
 
-def test_a_backup_retries_while_the_server_is_down_and_succeeds_when_it_is_back(redis_server, tmp_path):
+@pytest.fixture
+def flaky(transport, tmp_path):
+    """A PostgreSQL of the test's own (stopped and started by it) and a worker retrying every 2-4 s."""
     server = ThrowawayPostgres().init()
     server.start()
     try:
@@ -132,30 +155,41 @@ def test_a_backup_retries_while_the_server_is_down_and_succeeds_when_it_is_back(
         seed(server, "flaky", rows=50)
         env = clean_environment(
             BACKUP_TARGETS=json.dumps({"flaky": url}), BACKUP_DIR=str(tmp_path / "backups"),
-            BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"), CELERY_BROKER_URL=redis_server.url,
-            CELERY_RESULT_BACKEND=redis_server.url, BACKUP_RETRY_BACKOFF_S="2", BACKUP_RETRY_BACKOFF_MAX_S="4",
+            BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"), CELERY_BROKER_URL=transport.broker,
+            CELERY_RESULT_BACKEND=transport.backend, BACKUP_RETRY_BACKOFF_S="2", BACKUP_RETRY_BACKOFF_MAX_S="4",
             BACKUP_TASK_MAX_RETRIES="6",
         )
         worker = celery_worker(env, tmp_path, name="flaky")
-        worker.wait_for("ready.")
         try:
-            server.stop()
-            client = subprocess.Popen([sys.executable, "-c", CLIENT, redis_server.url, "backups.create",
-                                       json.dumps({"target": "flaky"}), "120"], stdout=subprocess.PIPE, text=True)
-            worker.wait_for("Retry in", timeout=60)
-            server.start()
-            outcome = json.loads(client.communicate(timeout=200)[0])
-            assert outcome["state"] == "SUCCESS", outcome
-            assert outcome["result"]["rows"] == 50
-
-            server.stop()
-            env_note = send(redis_server.url, "backups.create", timeout=150, target="flaky")
-            assert env_note["state"] == "FAILURE"
-            assert "Target database unreachable" in env_note["result"]
-            assert "connection" in env_note["result"].lower()
-            assert worker.output().count("Retry in") >= 6
-            assert server.password not in worker.output() + json.dumps(env_note)
+            worker.wait_for("ready.")
+            yield {"server": server, "worker": worker, "broker": transport}
         finally:
             worker.stop()
+        assert server.password not in worker.output()
     finally:
         server.destroy()
+
+
+@BOTH_BROKERS
+def test_a_backup_retries_while_the_server_is_down_and_succeeds_when_it_is_back(flaky):
+    server, worker = flaky["server"], flaky["worker"]
+    server.stop()
+    client = subprocess.Popen(client_argv(flaky["broker"], "backups.create", {"target": "flaky"}, 120),
+                              stdout=subprocess.PIPE, text=True)
+    worker.wait_for("Retry in", timeout=60)
+    server.start()
+    outcome = json.loads(client.communicate(timeout=200)[0])
+    assert outcome["state"] == "SUCCESS", outcome
+    assert outcome["result"]["rows"] == 50
+    assert "Target database unreachable" in worker.output()
+
+
+def test_a_backup_fails_with_the_reason_after_its_last_retry(flaky):
+    server, worker = flaky["server"], flaky["worker"]
+    server.stop()
+    env_note = send(flaky["broker"], "backups.create", timeout=150, target="flaky")
+    assert env_note["state"] == "FAILURE"
+    assert "Target database unreachable" in env_note["result"]
+    assert "connection" in env_note["result"].lower()
+    assert worker.output().count("Retry in") == 6  # BACKUP_TASK_MAX_RETRIES, then the failure
+    assert server.password not in worker.output() + json.dumps(env_note)

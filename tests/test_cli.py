@@ -1,4 +1,5 @@
-"""`python -m worker ... --local`: the CLI prints result JSON and fails with a reason."""
+"""`python -m worker ...`: the CLI prints result JSON and fails with a reason, in this process
+(`--local`) or through a real worker (`--no-wait` returns the task id at once)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.processes import celery_worker, clean_environment
+from tests.reliability_helpers import wait_result
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,14 +35,17 @@ def cli(pg_server, make_pg_database, tmp_path):
     }
     transcript: list[str] = []
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
         done = subprocess.run([sys.executable, "-m", "worker", *args], cwd=tmp_path,
-                              env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+                              env={**env, "PYTHONPATH": str(ROOT), **extra}, capture_output=True, text=True,
+                              timeout=120)
         transcript.extend([done.stdout, done.stderr])
         return done
 
     run.transcript = transcript  # type: ignore[attr-defined]
     run.target_db = target.rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    run.env = env  # type: ignore[attr-defined]
+    run.folder = tmp_path  # type: ignore[attr-defined]
     yield run
     assert pg_server.password not in "".join(transcript)
 
@@ -81,3 +88,82 @@ def test_failures_exit_non_zero_with_the_reason(cli, args, reason):
     assert done.returncode == 1
     assert reason in done.stderr
     assert done.stdout == ""
+
+
+def items(pg_server, dbname: str) -> tuple[int, str] | None:
+    """(count, max label) of the items table, or None when there is no such table."""
+    conn = pg_server.connect(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('public.items') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return None
+            cur.execute("SELECT count(*), max(label) FROM items")
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def test_verify_prune_and_restore_upload(cli, pg_server):
+    made = [json.loads(cli("backup", "--target", "src", "--local").stdout) for _ in range(3)]
+    newest = made[-1]["backup_filename"]
+
+    done = cli("verify", newest, "--local")
+    assert done.returncode == 0, done.stderr
+    verified = json.loads(done.stdout)
+    assert verified["backup_filename"] == newest and verified["checksum_ok"] is True and verified["drill_ok"] is True
+    assert verified["table_rows"] == {"public.items": 250}
+    path = Path(made[0]["path"])
+    data = bytearray(path.read_bytes())  # compressed (the product's default): flip a byte in the middle
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    done = cli("verify", made[0]["backup_filename"], "--local")
+    assert done.returncode == 1 and "Backup file does not match its manifest checksum" in done.stderr
+    assert done.stdout == ""
+
+    # keep_last=1 and no calendar slots: the newest good one stays, the corrupt one is reported and kept.
+    policy = {"BACKUP_KEEP_LAST": "1", "BACKUP_KEEP_DAILY": "0", "BACKUP_KEEP_WEEKLY": "0",
+              "BACKUP_KEEP_MONTHLY": "0"}
+    done = cli("prune", "--target", "src", "--local", **policy)
+    assert done.returncode == 0, done.stderr
+    pruned = json.loads(done.stdout)
+    assert pruned["kept"] == [newest] and pruned["deleted"] == [made[1]["backup_filename"]]
+    assert pruned["corrupt"] == [made[0]["backup_filename"]]
+    listed = json.loads(cli("list", "--target", "src", "--local").stdout)
+    assert sorted(m["backup_filename"] for m in listed) == sorted([newest, made[0]["backup_filename"]])
+    assert not Path(made[1]["path"]).exists()
+
+    # A dump copied into the upload folder restores like a backup of ours, through the gate.
+    uploads = cli.folder / "uploads"
+    uploads.mkdir(exist_ok=True)
+    (uploads / "copied.sql").write_bytes(Path(made[-1]["path"]).read_bytes())
+    done = cli("restore-upload", "copied.sql", "--target", "dst", "--local")
+    assert done.returncode == 1 and "superuser" in done.stderr  # the throwaway server's role is one
+    assert items(pg_server, cli.target_db) is None  # refused before anything was touched
+    done = cli("restore-upload", "copied.sql", "--target", "dst", "--local", BACKUP_UPLOAD_ALLOW_SUPERUSER="true")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["uploaded_path"] == "copied.sql" and result["imported_file"] != newest
+    assert items(pg_server, cli.target_db) == (250, "item 99")
+    done = cli("restore-upload", "../outside.sql", "--target", "dst", "--local")
+    assert done.returncode == 1 and "Refused path outside its folder" in done.stderr
+
+
+def test_no_wait_prints_the_task_id_without_waiting_for_a_worker(cli, broker, processes):
+    remote = {"CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": broker}
+    # No worker runs yet: a CLI that waited would time out instead of printing the id.
+    done = cli("backup", "--target", "src", "--no-wait", "--timeout", "5", **remote)
+    assert done.returncode == 0, done.stderr
+    queued = json.loads(done.stdout)
+    assert list(queued) == ["task_id"] and len(queued["task_id"]) == 36
+    env = clean_environment(**{k: v for k, v in cli.env.items() if k.startswith("BACKUP_")}, **remote)
+    worker = celery_worker(env, cli.folder, name="nowait", concurrency=1)
+    processes.append(worker)
+    worker.wait_for("ready.")
+    meta = wait_result(broker, queued["task_id"], timeout=120)
+    assert meta["status"] == "SUCCESS", meta
+    assert meta["result"]["rows"] == 250 and Path(meta["result"]["path"]).is_file()
+    # The same CLI without --no-wait waits for the worker and prints the result itself.
+    done = cli("verify", meta["result"]["backup_filename"], "--timeout", "90", **remote)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["drill_ok"] is True

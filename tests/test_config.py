@@ -62,10 +62,13 @@ def test_urls_are_masked_when_described(tmp_path):
         dotenv_path=None,
     )
     shown = json.dumps(settings.describe())
-    for secret in ("s3cret-pw", "other-s3cret", "broker-s3cret", "backend-s3cret"):
-        assert secret not in shown
+    described = settings.describe()
+    assert described["targets"]["default"] == "postgresql://app:***@db.example:5432/app", described
     assert "***" in shown
-    assert secret not in repr(settings.targets["default"])
+    reprs = repr(settings) + "".join(repr(target) for target in settings.targets.values())
+    for secret in ("s3cret-pw", "other-s3cret", "broker-s3cret", "backend-s3cret"):
+        assert secret not in shown, secret
+        assert secret not in reprs, secret
 
 
 def test_dotenv_is_read_and_the_environment_wins(tmp_path):

@@ -57,11 +57,12 @@ def service_process(service: dict, variables: dict[str, str], rewrite: dict[str,
     return ManagedProcess([sys.executable, *argv[1:]], clean_environment(**environment), cwd, log).start()
 
 
-def http(method: str, url: str, body: dict | None = None, auth: bool = True) -> tuple[int, object]:
+def http(method: str, url: str, body: dict | None = None, auth: bool = True,
+         password: str = FLOWER_PASSWORD) -> tuple[int, object]:
     request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
                                      headers={"Content-Type": "application/json"})
     if auth:
-        token = base64.b64encode(f"{FLOWER_USER}:{FLOWER_PASSWORD}".encode()).decode()
+        token = base64.b64encode(f"{FLOWER_USER}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -71,7 +72,7 @@ def http(method: str, url: str, body: dict | None = None, auth: bool = True) -> 
 
 
 @pytest.fixture
-def compose_services(pg_server, redis_server, tmp_path):
+def compose_services(pg_server, broker, tmp_path):
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     app_password = "app-pw-" + pg_server.password[3:11]
     conn = pg_server.connect()
@@ -92,7 +93,7 @@ def compose_services(pg_server, redis_server, tmp_path):
     variables = {"POSTGRES_PASSWORD": app_password, "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}",
                  "BACKUP_SCHEDULE": "* * * * *", "BACKUP_SIGNING_KEY": SIGNING_KEY}
     rewrite = {"@postgres:5432/": f"@{pg_server.host}:{pg_server.port}/",
-               "redis://redis:6379/": f"redis://{redis_server.host}:{redis_server.port}/",
+               "redis://redis:6379/0": broker, "redis://redis:6379/1": broker,  # a database of the test's own
                "/backups": str(tmp_path / "backups"), "/uploads": str(tmp_path / "uploads"),
                "/var/lib/beat": str(tmp_path), "--port=5555": f"--port={flower_port}"}
     started = {name: service_process(compose["services"][name], variables, rewrite, tmp_path, name)
@@ -114,9 +115,12 @@ def test_compose_services_start_answer_and_back_up(compose_services):
         assert time.monotonic() < deadline, processes["flower"].output()[-2000:]
         time.sleep(0.5)
 
-    # The API is closed without the credentials.
+    # The API is closed without the credentials, and with a wrong password.
     assert http("GET", f"{flower}/api/tasks", auth=False)[0] == 401
     assert http("POST", f"{flower}/api/task/async-apply/backups.create", {"kwargs": {}}, auth=False)[0] == 401
+    assert http("GET", f"{flower}/api/tasks", password=FLOWER_PASSWORD + "x")[0] == 401
+    assert http("GET", f"{flower}/api/workers", password="")[0] == 401
+    assert http("POST", f"{flower}/api/task/async-apply/backups.create", {"kwargs": {}}, password="wrong")[0] == 401
 
     # Flower's async-apply is the HTTP entry point that POST /api/create-database-backup was.
     status, applied = http("POST", f"{flower}/api/task/async-apply/backups.create",

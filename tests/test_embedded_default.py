@@ -44,7 +44,7 @@ def test_the_worker_runs_on_the_embedded_default_and_backs_up_the_demo_database(
         worker.stop()
 
 
-def test_the_cli_shows_progress_on_a_terminal(tmp_path, pg_server, redis_server, make_pg_database):
+def test_the_cli_shows_progress_on_a_terminal(tmp_path, pg_server, broker, make_pg_database):
     url = make_pg_database("progress")
     conn = pg_server.connect(url.rsplit("/", 1)[1])
     conn.autocommit = True
@@ -52,8 +52,8 @@ def test_the_cli_shows_progress_on_a_terminal(tmp_path, pg_server, redis_server,
         cur.execute("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b"
                     " FROM generate_series(1, 1000000) g")
     conn.close()
-    env = clean_environment(BACKUP_DATABASE_URL=url, CELERY_BROKER_URL=redis_server.url,
-                            CELERY_RESULT_BACKEND=redis_server.url, BACKUP_DIR=str(tmp_path / "b"),
+    env = clean_environment(BACKUP_DATABASE_URL=url, CELERY_BROKER_URL=broker,
+                            CELERY_RESULT_BACKEND=broker, BACKUP_DIR=str(tmp_path / "b"),
                             BACKUP_UPLOAD_DIR=str(tmp_path / "u"))
     worker = celery_worker(env, tmp_path, name="progress", concurrency=1)
     try:

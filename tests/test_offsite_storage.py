@@ -167,7 +167,7 @@ def test_uploads_may_be_gzip_or_zstd(site):
 
 
 @pytest.mark.slow
-def test_kill9_during_a_multipart_upload_leaves_nothing_and_the_retry_completes(site, redis_server, processes,
+def test_kill9_during_a_multipart_upload_leaves_nothing_and_the_retry_completes(site, broker, processes,
                                                                                pg_server):
     """Small parts (`?part_size=`) so the upload is well under way when the worker dies."""
     big = richdb_pg.connect(site["source"])
@@ -176,7 +176,6 @@ def test_kill9_during_a_multipart_upload_leaves_nothing_and_the_retry_completes(
                     "FROM generate_series(1, 300000) g")
     big.commit()
     big.close()
-    broker = redis_server.url.rsplit("/", 1)[0] + "/7"
     env = clean_environment(**{**site["common"], "BACKUP_STORAGE_URL": site["common"]["BACKUP_STORAGE_URL"]
                                + "?part_size=1048576", "BACKUP_COMPRESSION": "none",
                                "BACKUP_DIR": str(site["tmp"] / "w" / "backups"),

@@ -14,7 +14,6 @@ import shutil
 import sqlite3
 import uuid
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -300,4 +299,7 @@ def test_nan_helpers_are_consistent():
     assert math.isnan(float(pg_literals.pg_text(float("nan"))))
     assert pg_literals.pg_literal(Decimal("-Infinity")) == "'-Infinity'::numeric"
     assert pg_literals.pg_copy_field("a\tb\\c\nd\re") == "a\\tb\\\\c\\nd\\re"
-    assert Path(__file__).name.startswith("test_")
+    assert pg_literals.pg_literal(float("nan")) == "'NaN'::double precision"
+    assert math.copysign(1.0, float(pg_literals.pg_text(-0.0))) == -1.0  # the sign of zero is kept
+    assert float(pg_literals.pg_text(float("-inf"))) == float("-inf")
+    assert pg_literals.pg_copy_field(None) == "\\N" and pg_literals.pg_copy_field("\\N") == "\\\\N"

@@ -19,6 +19,7 @@ import pytest
 
 from backup_engine import errors
 from backup_engine.engines.sqlite import files as sqlite_files
+from backup_engine.engines.sqlite import literals as sqlite_literals
 from backup_engine.targets import Target
 from tests.engine_api import BackupStore, create_backup, sha256_of, sqlite
 
@@ -162,7 +163,9 @@ def test_sql_dump_round_trips_exactly_into_a_new_file(rich: Path, tmp_path: Path
     assert "docs_data" not in result.table_rows and "sqlite_sequence" not in result.table_rows
     text = (tmp_path / "dump.sql").read_text(encoding="utf-8")
     assert text.rstrip().endswith(sqlite.END_MARKER) and "PRAGMA foreign_keys=OFF;" in text
-    assert "CAST(" in text and "1e999" in text  # exact REAL forms were needed and used
+    # Exact REAL forms were needed and used: the infinities and a float decimal text would not round-trip.
+    assert "1e999" in text and "-1e999" in text
+    assert all(sqlite_literals.sqlite_exact_real(value) in text for value in HARD_FLOATS)
 
     restored = tmp_path / "new" / "restored.db"
     restored.parent.mkdir()

@@ -86,8 +86,12 @@ def sweep_orphaned_temp_files(**_: object) -> None:
     sweep_store(settings)
     # The targets' servers may be slow or down, so their sweep runs beside the start, in a process
     # of its own: a thread here holding connections and locks would be forked into the pool.
+    # In the worker's own folder (relative settings such as the default `var/` mean the same there),
+    # with the project importable from it.
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     sweeper = subprocess.Popen([sys.executable, "-m", "worker", "sweep", "--targets-only"],  # noqa: S603
-                               cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                               cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": path},
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     threading.Thread(target=sweeper.wait, name="sweep-targets-reaper", daemon=True).start()
 
 
