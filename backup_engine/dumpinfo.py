@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -66,3 +67,16 @@ class ClientTools:
 
     def __repr__(self) -> str:
         return f"ClientTools({self._paths!r})"
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+def dies_with_worker(argv: list[str]) -> list[str]:
+    """A client tool's argv, so that the kernel kills the tool when the worker thread that started
+    it dies (`setpriv --pdeathsig KILL`, util-linux; where it is missing the argv is unchanged).
+
+    A worker killed with -9 would otherwise leave its pg_dump, psql or mariadb-dump running on
+    the target, while the target's lock, which died with the worker, lets the redelivered task
+    start: two operations on one target. The tool keeps its pid (setpriv execs it)."""
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else list(argv)

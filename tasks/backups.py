@@ -73,7 +73,8 @@ def retrying(body: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return body(self, *args, **kwargs)
         except TargetBusy as exc:
-            asks = math.ceil(settings().lock_wait_s / BUSY_RETRY_S)  # then it fails with "Target busy"
+            # each ask costs its wait and its countdown: so many asks fill BACKUP_LOCK_WAIT_S, then "Target busy"
+            asks = math.ceil(settings().lock_wait_s / (TASK_LOCK_WAIT_S + BUSY_RETRY_S))
             raise self.retry(exc=exc, countdown=BUSY_RETRY_S, max_retries=asks) from exc
         except BackupError as exc:
             if not exc.transient:

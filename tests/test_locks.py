@@ -133,7 +133,7 @@ def test_a_task_on_the_embedded_broker_gives_up_with_target_busy_after_the_lock_
         assert done.returncode == 1 and errors.TARGET_BUSY in done.stderr, done.stderr + worker.output()[-2000:]
         assert done.stdout == ""
         assert elapsed >= 1  # BACKUP_LOCK_WAIT_S
-        assert worker.output().count("Retry in") == 1  # ceil(1 s / 5 s) asks again, then it fails
+        assert worker.output().count("Retry in") == 1  # ceil(1 s / (2 s + 5 s)) asks again, then it fails
         assert list((tmp_path / "var" / "backups").glob("*.sql")) == []
 
         os.kill(holder.pid, signal.SIGKILL)

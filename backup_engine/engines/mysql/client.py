@@ -23,6 +23,7 @@ from functools import cache
 from typing import BinaryIO
 
 from backup_engine import errors
+from backup_engine.dumpinfo import dies_with_worker
 from backup_engine.engines.mysql.connect import ClientRun, classify_failure
 from backup_engine.targets import Target
 
@@ -71,8 +72,8 @@ def stream_into_client(target: Target, run: ClientRun, argv: list[str], content:
     of its input; when it raises, the client is killed and the error goes on.
     """
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                                   env=run.env, pass_fds=run.pass_fds)
+        process = subprocess.Popen(dies_with_worker(argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=stderr, env=run.env, pass_fds=run.pass_fds)
         assert process.stdin is not None
         tail = b""
         size = 0

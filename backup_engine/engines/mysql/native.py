@@ -22,7 +22,7 @@ from typing import BinaryIO
 import pymysql
 
 from backup_engine import errors
-from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, no_progress
+from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, dies_with_worker, no_progress
 from backup_engine.engines.mysql import catalog
 from backup_engine.engines.mysql.client import require_tool
 from backup_engine.engines.mysql.connect import classify_exception, classify_failure, client_run, connect
@@ -211,8 +211,8 @@ def dump_sql(target: Target, out: ByteSink, include_data: str, tools: ClientTool
     scanner = DumpScanner()
     with client_run(target) as run, tempfile.TemporaryFile() as stderr:
         argv = dump_argv(run.argv(tool), database, include_data)
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
-                                   env=run.env, pass_fds=run.pass_fds)
+        process = subprocess.Popen(dies_with_worker(argv), stdout=subprocess.PIPE, stderr=stderr,
+                                   stdin=subprocess.DEVNULL, env=run.env, pass_fds=run.pass_fds)
         assert process.stdout is not None
         widen_pipe(process.stdout.fileno())
         blocks = drained(process.stdout)

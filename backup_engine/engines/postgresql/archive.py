@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from backup_engine import errors
-from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, no_progress
+from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, dies_with_worker, no_progress
 from backup_engine.engines.base import ArtifactSource
 from backup_engine.engines.postgresql.connect import classify_failure, client_run, connect
 from backup_engine.engines.postgresql.native import server_version
@@ -193,7 +193,8 @@ def conninfo_dbname(database: Target) -> str:
 def run_tool(target: Target, argv: list[str], error: type[errors.BackupError], message: str) -> None:
     """pg_dump or pg_restore with the target's connection; its failure classified like psql's."""
     with client_run(target) as run, tempfile.TemporaryFile() as stderr:
-        returncode = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+        returncode = subprocess.run(dies_with_worker(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=stderr,
                                     env=run.env, pass_fds=run.pass_fds).returncode
         if returncode != 0:
             stderr.seek(0)

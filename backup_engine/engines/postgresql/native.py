@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from backup_engine import errors
-from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, no_progress
+from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, dies_with_worker, no_progress
 from backup_engine.engines.postgresql.connect import classify_failure, client_run, connect
 from backup_engine.targets import Target
 
@@ -117,8 +117,8 @@ def dump_sql(target: Target, out: ByteSink, include_data: str, tools: ClientTool
             *INCLUDE_DATA_FLAGS[include_data]]
     scanner = PlainDumpScanner()
     with client_run(target) as run, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=run.env,
-                                   pass_fds=run.pass_fds)
+        process = subprocess.Popen(dies_with_worker(argv), stdout=subprocess.PIPE, stderr=stderr,
+                                   stdin=subprocess.DEVNULL, env=run.env, pass_fds=run.pass_fds)
         assert process.stdout is not None
         try:
             while chunk := process.stdout.read(READ_SIZE):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 from backup_engine import errors
+from backup_engine.dumpinfo import dies_with_worker
 from backup_engine.engines.postgresql.connect import ClientRun, classify_failure
 from backup_engine.targets import Target
 
@@ -47,8 +48,8 @@ def stream_into_psql(target: Target, run: ClientRun, argv: list[str], content: B
     input; when it raises, psql is killed (its transaction rolls back) and the error goes on.
     """
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                                   env=run.env, pass_fds=run.pass_fds)
+        process = subprocess.Popen(dies_with_worker(argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=stderr, env=run.env, pass_fds=run.pass_fds)
         assert process.stdin is not None
         tail = b""
         try:
