@@ -16,11 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/python -m worker run
 
-## test: the whole suite, against throwaway PostgreSQL, Redis, MariaDB and RabbitMQ servers it starts itself
+## test: the whole suite, against throwaway PostgreSQL, Redis, MariaDB, RabbitMQ and S3 servers it starts itself,
+## in 3 processes (pytest-xdist; each file on one process, each process with servers of its own)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

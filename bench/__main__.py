@@ -232,6 +232,18 @@ def print_table(rows: list[Row]) -> None:
               f"{row.rows_per_s:>10,} {row.mb_per_s:>7.1f} {row.peak_rss_mb:>7.1f} {row.size_mb:>8.1f}")
 
 
+def markdown_table(rows: list[Row], scale: str = "scale", unit: str = "x") -> str:
+    """The table as the README shows it (`bench/results/*.md`, pasted under Performance)."""
+    lines = [f"| {scale} | rows | path | wall s | ratio | vs | rows/s | MB/s | peak RSS MB | size MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
+        lines.append(f"| {row.scale:,}{unit} | {row.rows:,} | {row.path} | {row.wall_s:.2f} | {ratio} | "
+                     f"{row.reference} | {row.rows_per_s:,} | {row.mb_per_s:.1f} | {row.peak_rss_mb:.1f} | "
+                     f"{row.size_mb:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def chart(rows: list[Row], path: Path) -> None:
     import matplotlib
 
@@ -301,6 +313,7 @@ def main() -> None:
         print("\nCelery:", json.dumps(celery))
     (RESULTS / "bench.json").write_text(json.dumps({"machine": machine, "rows": [asdict(r) for r in rows],
                                                     "celery": celery}, indent=2))
+    (RESULTS / "bench.md").write_text(markdown_table(rows))
     chart(rows, RESULTS / "bench.png")
     print(f"\nwrote {RESULTS / 'bench.json'} and {RESULTS / 'bench.png'}")
 

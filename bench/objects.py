@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg2
 
-from bench.__main__ import RESULTS, Row, _row, child_env, print_table
+from bench.__main__ import RESULTS, Row, _row, child_env, markdown_table, print_table
 from bench.measure import measure, measure_child
 
 BATCH = """
@@ -107,6 +107,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print_table(rows)
     (RESULTS / "objects.json").write_text(json.dumps({"rows": [asdict(row) for row in rows]}, indent=2))
+    (RESULTS / "objects.md").write_text(markdown_table(rows, scale="tables", unit=""))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench.__main__ import RESULTS, Row, _row, child_env, print_table
+from bench.__main__ import RESULTS, Row, _row, child_env, markdown_table, print_table
 from bench.dataset import load_postgresql
 from bench.measure import measure, measure_child
 
@@ -104,6 +104,7 @@ def main() -> None:
     print_table(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "parallel.json").write_text(json.dumps([row.__dict__ for row in rows], indent=2))
+    (RESULTS / "parallel.md").write_text(markdown_table(rows))
 
 
 if __name__ == "__main__":

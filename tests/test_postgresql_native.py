@@ -8,6 +8,7 @@ dump must leave no file; the server password must never show up anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -560,8 +561,13 @@ def test_the_password_never_shows_in_the_process_list(make_pg_database, store, p
     for text in seen + environments:
         assert_no_password(text, pg_server.password, "the process list or a tool's environment")
         assert "postgresql://" not in text
-    for passfile in passfiles:  # the password file made for a run is gone after it
-        assert not os.path.exists(passfile)
+    assert passfiles and all(passfile.startswith("/dev/fd/") for passfile in passfiles)
+    # the memory files made for the runs are closed after them (by what they are: fd numbers are reused)
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+    assert not [link for link in links if "memfd:backup-worker" in link], links
 
 
 def test_unknown_database_is_reported_without_touching_the_folder(store, backup_dir, pg_server):
