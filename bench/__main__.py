@@ -238,8 +238,9 @@ def markdown_table(rows: list[Row], scale: str = "scale", unit: str = "x") -> st
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
-        lines.append(f"| {row.scale:,}{unit} | {row.rows:,} | {row.path} | {row.wall_s:.2f} | {ratio} | "
-                     f"{row.reference} | {row.rows_per_s:,} | {row.mb_per_s:.1f} | {row.peak_rss_mb:.1f} | "
+        path, reference = row.path.replace("|", "\\|"), row.reference.replace("|", "\\|")
+        lines.append(f"| {row.scale:,}{unit} | {row.rows:,} | {path} | {row.wall_s:.2f} | {ratio} | "
+                     f"{reference} | {row.rows_per_s:,} | {row.mb_per_s:.1f} | {row.peak_rss_mb:.1f} | "
                      f"{row.size_mb:.1f} |")
     return "\n".join(lines) + "\n"
 

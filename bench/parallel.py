@@ -104,7 +104,7 @@ def main() -> None:
     print_table(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "parallel.json").write_text(json.dumps([row.__dict__ for row in rows], indent=2))
-    (RESULTS / "parallel.md").write_text(markdown_table(rows))
+    (RESULTS / "parallel.md").write_text(markdown_table(rows, scale="large tables", unit=""))
 
 
 if __name__ == "__main__":
