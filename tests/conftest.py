@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from tests.reliability_helpers import Transport, isolated_broker, managed_processes, rabbitmq_vhost
@@ -62,6 +63,33 @@ def make_pg_database(pg_server: ThrowawayPostgres) -> Iterator:
     yield make
     for name in created:
         pg_server.drop_database(name)
+
+
+@pytest.fixture
+def make_app_database(pg_server: ThrowawayPostgres) -> Iterator:
+    """Factory: a database owned by a new login role without CREATEDB (a typical application
+    account); returns its URL as that role, and drops both afterwards."""
+    made: list[tuple[str, str]] = []
+
+    def make(prefix: str = "app", setup: str | None = None) -> str:
+        role, password = f"{prefix}_{uuid.uuid4().hex[:6]}", f"{prefix}-" + uuid.uuid4().hex
+        name = f"{prefix}_{uuid.uuid4().hex[:6]}"
+        pg_server.execute("postgres", f'CREATE ROLE "{role}" LOGIN NOCREATEDB PASSWORD \'{password}\'')
+        made.append((name, role))
+        pg_server.create_database(name, owner=role)
+        url = pg_server.url(name, user=role, password=password)
+        if setup:
+            conn = psycopg2.connect(url)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(setup)
+            conn.close()
+        return url
+
+    yield make
+    for name, role in made:
+        pg_server.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_server.execute("postgres", f'DROP ROLE IF EXISTS "{role}"')
 
 
 @pytest.fixture

@@ -109,11 +109,7 @@ def build_gate_database(pg_server, name: str) -> str:
     """The rich database plus EXTRA_SQL; returns its URL. Needs the role `gate_reader`."""
     url = pg_server.create_database(name)
     richdb_pg.build_rich_database(url, rows_per_table=60, seed=5)
-    conn = pg_server.connect(name)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(EXTRA_SQL)
-    conn.close()
+    pg_server.execute(name, EXTRA_SQL)
     return url
 
 

@@ -120,6 +120,16 @@ class ThrowawayPostgres:
         return psycopg2.connect(host=self.host, port=self.port, user=self.superuser, password=self.password,
                                 dbname=dbname)
 
+    def execute(self, url_or_name: str, statements: str) -> None:
+        """Run `statements` as the superuser in the database (a name, or a URL of this server), autocommit."""
+        conn = self.connect(url_or_name.rsplit("/", 1)[-1].split("?", 1)[0])
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statements)
+        finally:
+            conn.close()
+
     def create_database(self, name: str, owner: str | None = None) -> str:
         conn = self.connect()
         conn.autocommit = True

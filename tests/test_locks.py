@@ -57,11 +57,7 @@ def locked_target(request, tmp_path):
         make = request.getfixturevalue("make_pg_database")
         pg_server = request.getfixturevalue("pg_server")
         url = make("lock")
-        conn = pg_server.connect(url.rsplit("/", 1)[1])
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 50)")
-        conn.close()
+        pg_server.execute(url, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 50)")
     env = {"BACKUP_TARGETS": json.dumps({"t": url}), "BACKUP_DIR": str(tmp_path / "backups"),
            "BACKUP_UPLOAD_DIR": str(tmp_path / "uploads"), "BACKUP_COMPRESSION": "none"}
     settings = load_settings(env, dotenv_path=None)

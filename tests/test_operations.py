@@ -77,11 +77,7 @@ def run_cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedP
 @pytest.fixture
 def ops(pg_server, make_pg_database, tmp_path, catcher):
     source = make_pg_database("ops_src")
-    conn = pg_server.connect(source.rsplit("/", 1)[1])
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 50)")
-    conn.close()
+    pg_server.execute(source, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 50)")
     env = clean_environment(BACKUP_TARGETS=json.dumps({"src": source,
                                                        "down": f"postgresql://u:secret-pw@127.0.0.1:{free_port()}/x"}),
                             BACKUP_DIR=str(tmp_path / "backups"), BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"),
@@ -214,11 +210,7 @@ def test_verify_latest_drills_the_newest_primary_backup_of_each_target(pg_server
     """Through a real worker, as beat sends it: for each target the newest backup by our clock is
     drilled (an older, corrupt one and a future-dated, broken one are not), and the verify is recorded."""
     source = make_pg_database("latest")
-    conn = pg_server.connect(source.rsplit("/", 1)[1])
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 40)")
-    conn.close()
+    pg_server.execute(source, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 40)")
     lite = tmp_path / "lite.sqlite3"
     with contextlib.closing(sqlite3.connect(lite)) as db, db:
         db.execute("CREATE TABLE n (id INTEGER PRIMARY KEY)")

@@ -147,32 +147,14 @@ def test_the_drill_restores_it_and_a_flipped_byte_fails_before_pg_restore_runs(z
     assert table_rows(json.loads(config["BACKUP_TARGETS"])["dst"]) == before
 
 
-def test_without_createdb_a_pgdump_restore_is_refused_and_the_target_untouched(zoo, pg_server, tmp_path):
-    role, password = f"pgd_app_{uuid.uuid4().hex[:6]}", "app-" + uuid.uuid4().hex
-    admin = pg_server.connect()
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB PASSWORD %s', (password,))
-    name = f"pgd_app_{uuid.uuid4().hex[:6]}"
-    pg_server.create_database(name, owner=role)
-    url = pg_server.url(name, user=role, password=password)
-    try:
-        conn = psycopg2.connect(url)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE keep (x int); INSERT INTO keep VALUES (7)")
-        conn.close()
-        store = BackupStore(tmp_path / "backups")
-        manifest = create_backup(Target.from_url("src", zoo), store, tools=TOOLS, format="pgdump")
-        with pytest.raises(errors.RestoreError, match="grant CREATEDB"):
-            restore_backup(Target.from_url("app", url), store, manifest["backup_filename"], tools=TOOLS,
-                           safety_backup=False)
-        assert table_rows(url) == {"public.keep": 1}
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            cur.execute(f'DROP ROLE IF EXISTS "{role}"')
-        admin.close()
+def test_without_createdb_a_pgdump_restore_is_refused_and_the_target_untouched(zoo, make_app_database, tmp_path):
+    url = make_app_database("pgd_app", "CREATE TABLE keep (x int); INSERT INTO keep VALUES (7)")
+    store = BackupStore(tmp_path / "backups")
+    manifest = create_backup(Target.from_url("src", zoo), store, tools=TOOLS, format="pgdump")
+    with pytest.raises(errors.RestoreError, match="grant CREATEDB"):
+        restore_backup(Target.from_url("app", url), store, manifest["backup_filename"], tools=TOOLS,
+                       safety_backup=False)
+    assert table_rows(url) == {"public.keep": 1}
 
 
 def test_a_tar_upload_is_refused_by_name(zoo, tmp_path):

@@ -185,34 +185,16 @@ def test_a_restore_killed_at_each_phase_leaves_the_target_whole(many, pg_server,
     assert swept and leftovers(pg_server) == []
 
 
-def test_without_createdb_a_restore_that_cannot_fit_is_refused_up_front(many, pg_server):
-    role, password = f"scale_app_{uuid.uuid4().hex[:6]}", "app-" + uuid.uuid4().hex
-    admin = pg_server.connect()
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB PASSWORD %s', (password,))
-    name = f"scale_app_{uuid.uuid4().hex[:6]}"
-    pg_server.create_database(name, owner=role)
-    url = pg_server.url(name, user=role, password=password)
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE public.keep (x int); INSERT INTO public.keep VALUES (7)")
-    conn.close()
+def test_without_createdb_a_restore_that_cannot_fit_is_refused_up_front(many, make_app_database):
+    url = make_app_database("scale_app", "CREATE TABLE public.keep (x int); INSERT INTO public.keep VALUES (7)")
     config = {**many["config"], "BACKUP_TARGETS": json.dumps({**many["targets"], "app": url})}
     settings = load_settings(config, dotenv_path=None)
     before = shape(url)
-    try:
-        with pytest.raises(errors.RestoreError, match=errors.LOCKS_WONT_FIT) as caught:
-            operations.restore(settings, backup_filename=many["backups"]["native"]["backup_filename"],
-                               target="app", source_target="src")
-        assert "grant CREATEDB" in str(caught.value) and "max_locks_per_transaction to at least" in str(caught.value)
-        assert shape(url) == before
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            cur.execute(f'DROP ROLE IF EXISTS "{role}"')
-        admin.close()
+    with pytest.raises(errors.RestoreError, match=errors.LOCKS_WONT_FIT) as caught:
+        operations.restore(settings, backup_filename=many["backups"]["native"]["backup_filename"],
+                           target="app", source_target="src")
+    assert "grant CREATEDB" in str(caught.value) and "max_locks_per_transaction to at least" in str(caught.value)
+    assert shape(url) == before
 
 
 def test_the_target_keeps_its_owner_settings_and_grants(many, pg_server):
