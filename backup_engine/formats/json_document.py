@@ -64,8 +64,21 @@ class DocumentWriter:
     def start(self, header: dict[str, Any], schema: dict[str, Any]) -> None:
         self.line(f'{{"format": "{FORMAT_NAME}", "version": {FORMAT_VERSION},')
         self.line(f'"header": {json.dumps(header, ensure_ascii=False, sort_keys=True)},')
-        self.line(f'"schema": {json.dumps(schema, ensure_ascii=False, allow_nan=False)},')
+        self._streamed('"schema": ', schema, ",\n")
         self.line('"data": [')
+
+    def _streamed(self, prefix: str, value: Any, suffix: str) -> None:
+        """`prefix`, `value` as JSON, `suffix`, written in blocks as they are encoded: the schema of
+        thousands of tables is tens of MB, which one string (and its bytes) would hold twice more."""
+        pieces, size = [prefix], len(prefix)
+        for piece in json.JSONEncoder(ensure_ascii=False, allow_nan=False).iterencode(value):
+            pieces.append(piece)
+            size += len(piece)
+            if size >= BLOCK:
+                self.out.write("".join(pieces).encode("utf-8"))
+                pieces, size = [], 0
+        pieces.append(suffix)
+        self.out.write("".join(pieces).encode("utf-8"))
 
     def open_table(self, key: str, columns: list[str]) -> None:
         head = json.dumps({"table": key, "columns": columns}, ensure_ascii=False)

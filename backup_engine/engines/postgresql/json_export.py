@@ -76,6 +76,7 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, colu
     schema["server_version"] = model.server_version
     writer = DocumentWriter(out)
     writer.start(document_header("postgresql", model.server_version, include_data), schema)
+    del schema  # written: the rows need only the model
     tables = [(key, table) for key, table in metadata.tables.items()
               if include_data != "schema" and not model.extras.partition_keys.get(key)]
     for index, (key, table) in enumerate(tables):
