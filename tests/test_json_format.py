@@ -14,6 +14,8 @@ from pathlib import Path
 
 import ijson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
@@ -363,3 +365,15 @@ def test_a_big_table_is_read_in_two_streams_from_one_snapshot_and_restores_ident
                    safety_backup=False)
     assert snapshot(restored) == before
 
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(), lambda children: st.lists(children, max_size=8)
+                    | st.dictionaries(st.text(), children, max_size=8), max_leaves=60),
+       st.integers(min_value=0, max_value=4))
+def test_the_schema_written_in_pieces_is_exactly_json_dumps(value, spread):
+    """The schema line is encoded in pieces (containers past `spread` items opened up, the rest by the
+    C encoder): the same text as one json.dumps, whatever the nesting."""
+    from backup_engine.formats.json_document import _json_pieces
+
+    assert "".join(_json_pieces(value, spread)) == json.dumps(value, ensure_ascii=False, allow_nan=False)
