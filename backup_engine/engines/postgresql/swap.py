@@ -61,6 +61,8 @@ FROM pg_db_role_setting s WHERE s.setdatabase = %s ORDER BY 1 NULLS FIRST"""
 OTHER_SESSIONS_SQL = """
 SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"""
 CAN_CREATE_SQL = "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
+# What aclexplode() reports for a database, as the keyword GRANT takes (any other is a KeyError, not SQL).
+DATABASE_PRIVILEGES = {name: sql.SQL(name) for name in ("CREATE", "CONNECT", "TEMPORARY")}
 
 
 @dataclass
@@ -205,7 +207,7 @@ def shape_statements(name: str, shape: DatabaseShape) -> list[sql.Composable]:
         statements.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC, {}").format(db, sql.Identifier(shape.owner)))
         for grantee, privilege, grantable in shape.grants:
             statements.append(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-                sql.SQL(privilege), db, sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
+                DATABASE_PRIVILEGES[privilege], db, sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
                 sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")))
     for role, config in shape.settings:
         for item in config:
