@@ -13,22 +13,17 @@ unknown one: for a MySQL client that first line is left out.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
 import subprocess
-import tempfile
 from collections.abc import Callable
 from functools import cache
 from typing import BinaryIO
 
 from backup_engine import errors
-from backup_engine.dumpinfo import dies_with_worker
+from backup_engine.engines.clients import feed_client
 from backup_engine.engines.mysql.connect import ClientRun, classify_failure
 from backup_engine.targets import Target
 
-BLOCK = 1 << 20
-TAIL_BYTES = 4096
 SANDBOX_PREFIX = b"/*M!999999\\- enable the sandbox mode */"
 CLIENT_FLAGS = ("--batch", "--binary-mode", "--default-character-set=utf8mb4", "--max-allowed-packet=1073741824",
                 "--skip-column-names", "--no-auto-rehash")
@@ -66,47 +61,13 @@ def load_argv(run: ClientRun, client: str, database: str) -> list[str]:
 def stream_into_client(target: Target, run: ClientRun, argv: list[str], content: BinaryIO,
                        before_end: Callable[[bytes], None], *, mariadb_client: bool = True,
                        progress: Callable[[int], None] = lambda _size: None) -> None:
-    """Run the client with `content` on its standard input.
-
-    `before_end(tail)` runs once all content is written and before the client may see the end
-    of its input; when it raises, the client is killed and the error goes on.
-    """
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(dies_with_worker(argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                   stderr=stderr, env=run.env, pass_fds=run.pass_fds)
-        assert process.stdin is not None
-        tail = b""
-        size = 0
-        first = True
-        broke = False
-        try:
-            try:
-                while chunk := content.read(BLOCK):
-                    size += len(chunk)
-                    tail = (tail + chunk)[-TAIL_BYTES:]
-                    if first and not mariadb_client:
-                        chunk = strip_sandbox_line(chunk)
-                    first = False
-                    process.stdin.write(chunk)
-                    progress(size)
-                before_end(tail)
-            except BrokenPipeError:
-                broke = True  # the client stopped on an error: its exit code and message say which
-            except BaseException:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                raise
-            with contextlib.suppress(BrokenPipeError):
-                process.stdin.close()
-            returncode = process.wait()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        if broke and returncode == 0:
-            raise errors.RestoreError(errors.RESTORE_FAILED, "the client stopped reading before the end of the file")
-        if returncode != 0:
-            stderr.seek(0)
-            message = stderr.read().decode("utf-8", "replace") or f"the client exited with {returncode}"
-            raise classify_failure(message, default=errors.RestoreError, default_message=errors.RESTORE_FAILED,
-                                   target=target)
+    """Run the client with `content` on its standard input, the end of input held back until
+    `before_end(tail)` accepts the content (`engines.clients`); a MySQL client gets the dump
+    without MariaDB's sandbox first line."""
+    ended = feed_client(argv, run.env, run.pass_fds, content, before_end, progress=progress,
+                        first_block=(lambda block: block) if mariadb_client else strip_sandbox_line)
+    if ended.returncode != 0:
+        raise classify_failure(ended.stderr or f"the client exited with {ended.returncode}",
+                               default=errors.RestoreError, default_message=errors.RESTORE_FAILED, target=target)
+    if ended.stopped_reading:
+        raise errors.RestoreError(errors.RESTORE_FAILED, errors.CLIENT_STOPPED_READING)
