@@ -25,6 +25,7 @@ from backup_engine import errors
 from config.settings import load_settings
 from tasks import operations
 from tests.processes import ROOT
+from tests.reliability_helpers import wait_until
 
 TABLES = 2000
 PARTITIONS = 400
@@ -181,7 +182,12 @@ def test_a_restore_killed_at_each_phase_leaves_the_target_whole(many, pg_server,
     now = shape(url)
     assert now == old if phase == "restore" else now in (old, many["shape"])
     assert leftovers(pg_server), "the kill should leave a database beside the target"
-    swept = operations.engine_of(many["settings"], many["settings"].targets["dst"]).sweep()
+    # The killed process's server session may outlive it a moment (holding its advisory lock, so a
+    # sweep rightly leaves the database alone): sweep until that session is gone too.
+    engine = operations.engine_of(many["settings"], many["settings"].targets["dst"])
+    swept: list[str] = []
+    wait_until(lambda: swept.extend(engine.sweep()) or not leftovers(pg_server), timeout=30, interval=0.2,
+               what="the leftover database swept")
     assert swept and leftovers(pg_server) == []
 
 
