@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +105,20 @@ class DocumentWriter:
         head = json.dumps({"table": key, "columns": columns}, ensure_ascii=False)
         self.out.write(head[:-1].encode("utf-8") + ROWS_SUFFIX)
 
+    def write_rows(self, lines: Iterable[str]) -> int:
+        """A table's row lines (each a JSON array), `,` between them, written in blocks; their count."""
+        rows, parts, size = 0, [], 0
+        for line in lines:
+            parts.append(line)
+            size += len(line)
+            rows += 1
+            if size >= BLOCK:  # hold the last row back: it may be the table's last (no comma)
+                self.out.write((",\n".join(parts[:-1]) + ",\n").encode("utf-8"))
+                parts, size = parts[-1:], len(parts[-1])
+        if parts:
+            self.out.write((",\n".join(parts) + "\n").encode("utf-8"))
+        return rows
+
     def close_table(self, key: str, rows: int, last: bool) -> None:
         self.table_rows[key] = rows
         self.line("]}" if last else "]},")
@@ -174,6 +188,19 @@ class JsonBackupReader:
     version: int = 0
     display_name: str | None = None
     max_line_bytes: int = MAX_LINE_BYTES
+
+    def picks(self, key: str, renamed: Mapping[str, str], columns: list[str]) -> list[tuple[int, str, str]]:
+        """(position in the table's rows, document kind, column) for each of a converted table's
+        `columns`, named in the document as `renamed` says (else by their own name)."""
+        positions = {name: i for i, name in enumerate(self.tables[key].columns)}
+        kinds = {col["name"]: col["kind"] for col in self.table_spec(key)["columns"]}
+        picks = []
+        for name in columns:
+            doc_name = renamed.get(name, name)
+            if doc_name not in positions:
+                raise self.fail(None, f"table {key!r}: no values for column {name!r}")
+            picks.append((positions[doc_name], kinds.get(doc_name, "any"), name))
+        return picks
 
     def fail(self, line: int | None, what: str) -> errors.ConversionError:
         where = f"{self.name}, line {line}" if line else self.name

@@ -15,7 +15,7 @@ from backup_engine.engines.mysql.connect import begin_snapshot, snapshot_connect
 from backup_engine.engines.mysql.kinds import json_encoder
 from backup_engine.engines.mysql.reflect import reflect_mysql
 from backup_engine.engines.mysql.rows import stream_rows
-from backup_engine.formats.json_document import BLOCK, DocumentWriter, document_header
+from backup_engine.formats.json_document import DocumentWriter, document_header
 from backup_engine.formats.json_schema import model_to_dict
 from backup_engine.targets import Target
 
@@ -42,17 +42,9 @@ def export_json(target: Target, out: ByteSink, include_data: str, progress: Prog
             writer.open_table(key, columns)
             info = reflected.columns.get(key, {})
             encoders = [json_encoder(kinds[key][name][0], info[name].data_type) for name in columns]
-            rows, parts, size = 0, [], 0
-            for values in stream_rows(raw, database, key, columns):
-                line = "[" + ",".join(encode(value) for encode, value in zip(encoders, values, strict=True)) + "]"
-                parts.append(line)
-                size += len(line)
-                rows += 1
-                if size >= BLOCK:  # hold the last row back: it may be the table's last (no comma)
-                    out.write((",\n".join(parts[:-1]) + ",\n").encode("utf-8"))
-                    parts, size = parts[-1:], len(parts[-1])
-            if parts:
-                out.write((",\n".join(parts) + "\n").encode("utf-8"))
+            rows = writer.write_rows(
+                "[" + ",".join(encode(value) for encode, value in zip(encoders, values, strict=True)) + "]"
+                for values in stream_rows(raw, database, key, columns))
             writer.close_table(key, rows, index == len(tables) - 1)
             progress(phase="dump", tables=index + 1, rows=sum(writer.table_rows.values()))
         writer.finish()

@@ -19,15 +19,8 @@ def document_rows(reader: JsonBackupReader, mapping: TableMap, columns: list[str
 
     def rows() -> Iterator[list[str]]:
         for key in mapping.sources:
-            positions = {name: i for i, name in enumerate(reader.tables[key].columns)}
-            kinds = {col["name"]: col["kind"] for col in reader.table_spec(key)["columns"]}
-            picks = []
-            for name in columns:
-                doc_name = mapping.columns.get(name, name)
-                if doc_name not in positions:
-                    raise reader.fail(None, f"table {key!r}: no values for column {name!r}")
-                picks.append((positions[doc_name], kinds.get(doc_name, "any"), mapping.kinds.get(name) or
-                              kinds.get(doc_name, "any"), name))
+            picks = [(position, kind, mapping.kinds.get(name) or kind, name)
+                     for position, kind, name in reader.picks(key, mapping.columns, columns)]
             for number, values in reader.rows(key):
                 row = []
                 for position, kind, target_kind, name in picks:

@@ -41,10 +41,7 @@ def decoded_rows(reader: JsonBackupReader, mapping: TableMap, columns: list[str]
 
     def copy_to(file: Any) -> None:
         for key in mapping.sources:
-            positions = {name: i for i, name in enumerate(reader.tables[key].columns)}
-            kinds = {col["name"]: col["kind"] for col in reader.table_spec(key)["columns"]}
-            picks = [(positions[mapping.columns.get(name, name)], kinds.get(mapping.columns.get(name, name), "any"),
-                      name) for name in columns]
+            picks = reader.picks(key, mapping.columns, columns)
             for number, values in reader.rows(key):
                 fields = []
                 for position, kind, name in picks:

@@ -146,14 +146,7 @@ class SqliteEngine(Engine):
                   natural: bool) -> CopyData | RowData:
         def rows() -> Any:
             for key in mapping.sources:
-                positions = {name: i for i, name in enumerate(reader.tables[key].columns)}
-                kinds = {col["name"]: col["kind"] for col in reader.table_spec(key)["columns"]}
-                picks = []
-                for name in columns:
-                    doc_name = mapping.columns.get(name, name)
-                    if doc_name not in positions:
-                        raise reader.fail(None, f"table {key!r}: no values for column {name!r}")
-                    picks.append((positions[doc_name], kinds.get(doc_name, "any"), name))
+                picks = reader.picks(key, mapping.columns, columns)
                 for number, values in reader.rows(key):
                     row = []
                     for position, kind, name in picks:

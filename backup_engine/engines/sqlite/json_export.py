@@ -16,7 +16,7 @@ from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.engines.sqlite import files
 from backup_engine.engines.sqlite import kinds as sqlite_kinds
 from backup_engine.engines.sqlite.reflect import reflect_sqlite
-from backup_engine.formats.json_document import BLOCK, DocumentWriter, document_header
+from backup_engine.formats.json_document import DocumentWriter, document_header
 from backup_engine.formats.json_schema import model_to_dict
 from backup_engine.formats.model import DatabaseModel, data_columns, type_spec
 from backup_engine.targets import Target
@@ -72,30 +72,9 @@ def _write_sqlite(raw: sqlite3.Connection, model: DatabaseModel, out: ByteSink, 
         bytes_at = [i for i, kind in enumerate(column_kinds) if kind == "bytes"]
         names = ", ".join(files.quote_identifier(name) for name in columns) or "1"
         cursor = raw.execute(f"SELECT {names} FROM {files.quote_identifier(table.name)}")  # noqa: S608 - quoted names
-        rows = 0
-        parts: list[str] = []
-        size = 0
-        while batch := cursor.fetchmany(FETCH_ROWS):
-            for row in batch:
-                values = row if columns else ()
-                text = None
-                if all(type(v) in _JSON_NATIVE for v in values) and not any(type(values[i]) is str for i in bytes_at):
-                    try:
-                        text = json.dumps(values, ensure_ascii=False, allow_nan=False)
-                    except ValueError:  # an infinite REAL
-                        text = None
-                if text is None:
-                    text = json.dumps([sqlite_kinds.encode(v, k) for v, k in zip(values, column_kinds,
-                                                                                       strict=True)],
-                                      ensure_ascii=False, allow_nan=False)
-                parts.append(text)
-                size += len(text)
-                rows += 1
-            if size >= BLOCK:  # hold the last row back: it may be the table's last (no comma)
-                out.write((",\n".join(parts[:-1]) + ",\n").encode("utf-8"))
-                parts, size = parts[-1:], len(parts[-1])
-        if parts:
-            out.write((",\n".join(parts) + "\n").encode("utf-8"))
+        rows = writer.write_rows(_row_line(row if columns else (), column_kinds, bytes_at)
+                                 for batch in iter(lambda cursor=cursor: cursor.fetchmany(FETCH_ROWS), [])
+                                 for row in batch)
         writer.close_table(key, rows, index == len(tables) - 1)
         progress(phase="dump", tables=index + 1, rows=sum(writer.table_rows.values()))
     writer.finish()
@@ -104,6 +83,18 @@ def _write_sqlite(raw: sqlite3.Connection, model: DatabaseModel, out: ByteSink, 
 
 
 _JSON_NATIVE = (int, float, str, type(None))
+
+
+def _row_line(values: tuple, column_kinds: list[str], bytes_at: list[int]) -> str:
+    """One row as a JSON array: straight through json.dumps when every value is JSON already (and
+    no text stands in a bytes column), else each value encoded by its kind (blobs, infinities)."""
+    if all(type(v) in _JSON_NATIVE for v in values) and not any(type(values[i]) is str for i in bytes_at):
+        try:
+            return json.dumps(values, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # an infinite REAL
+            pass
+    return json.dumps([sqlite_kinds.encode(v, k) for v, k in zip(values, column_kinds, strict=True)],
+                      ensure_ascii=False, allow_nan=False)
 
 
 # --- reading ------------------------------------------------------------------------------------------------
