@@ -364,7 +364,7 @@ def test_missing_target_is_an_error_and_is_not_created(tmp_path: Path) -> None:
 
 def test_snapshot_of_a_locked_database_reports_it_unavailable(rich: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_files, "LOCK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(sqlite_files, "READ_LOCK_WAIT_S", 0.2)
     holder = sqlite3.connect(rich, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     snap = tmp_path / "snap.sqlite3"

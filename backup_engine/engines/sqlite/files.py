@@ -21,6 +21,8 @@ from backup_engine.targets import Target
 
 LOCK_TIMEOUT_S = 5.0
 LOCK_POLL_S = 0.2
+READ_LOCK_WAIT_S = 30.0
+READ_LOCK_POLL_S = 0.002
 FILE_MODE = 0o600
 SIDE_FILE_SUFFIXES = ("", "-journal", "-wal", "-shm")
 TRANSIENT_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY_ROLLBACK")
@@ -66,16 +68,39 @@ def read_transaction(path: Path) -> Iterator[sqlite3.Connection]:
     """
     conn = open_read_only(path)
     try:
-        try:
-            conn.execute("BEGIN")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as exc:
-            if is_transient(exc):
-                raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{path.name}: {exc}") from exc
-            raise
+        begin_read(conn, path)
         yield conn
     finally:
         conn.close()
+
+
+def begin_read(conn: sqlite3.Connection, path: Path) -> None:
+    """Open a read transaction and take its shared lock, however busy the writers are.
+
+    In rollback-journal mode a writer's commit shuts new readers out, and SQLite's own busy
+    handler sleeps up to 100 ms between tries, so a reader can miss every short gap between the
+    commits of a tight write loop and starve. Polling every few milliseconds finds those gaps;
+    past READ_LOCK_WAIT_S the target counts as unavailable (worth a later retry), not as a
+    failed backup. Once the shared lock is held, the connection's usual busy timeout returns.
+    """
+    conn.execute("PRAGMA busy_timeout = 0")
+    deadline = time.monotonic() + READ_LOCK_WAIT_S
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if not is_transient(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{path.name}: {exc}") from exc
+                time.sleep(READ_LOCK_POLL_S)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT_S * 1000)}")
 
 
 @contextmanager
@@ -90,7 +115,7 @@ def snapshot_connection(path: Path, failure_message: str, what: str = "") -> Ite
         with closing(open_read_only(path)) as raw:
             raw.text_factory = decode_text
             raw.isolation_level = None
-            raw.execute("BEGIN")
+            begin_read(raw, path)
             yield raw
     except errors.BackupError:
         raise
