@@ -43,7 +43,9 @@ FORMAT_VERSION = 1
 BLOCK = 1 << 20
 FIRST_LINE = re.compile(rb'^\{"format": ("(?:[^"\\]|\\.)*"), "version": (-?\d+),\n$')
 ROWS_SUFFIX = b', "rows": [\n'
-CONTROL_BYTES = re.compile(rb"[\x00-\x09\x0b-\x1f]")
+# Control bytes other than the newline, all mapped to NUL: one translate and one search find any
+# (a regular expression scanning for the class cost an eighth of a conversion).
+CONTROL_BYTES_TO_NUL = bytes(0 if byte < 0x20 and byte != 0x0A else byte for byte in range(256))
 MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
@@ -380,7 +382,7 @@ class JsonBackupReader:
                 data = carry + chunk
                 cut = data.rfind(b"\n") + 1
                 carry, data = data[cut:], data[:cut]
-                if CONTROL_BYTES.search(data):
+                if b"\x00" in data.translate(CONTROL_BYTES_TO_NUL):
                     raise self.fail(None, f"table {key!r}: a row holds a raw control character (not valid JSON)")
                 yield data.replace(b"],\n", b"]\n")
             if carry:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from backup_engine.formats.json_document import JsonBackupReader
@@ -21,6 +23,7 @@ from backup_engine.formats.json_values import NUMBER_ARRAY_KINDS, ValueError_, d
 
 COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 NULL = "\\N"
+SEPARATOR = "\x00"  # PostgreSQL text never holds NUL, and a value that does is refused by the server
 Field = Callable[[Any], str]
 
 
@@ -66,6 +69,11 @@ def _array(numeric: bool) -> Field:
             return _escaped(value)
         if type(value) is not list:
             raise ValueError_(f"expected an array, got {describe(value)}")
+        if numeric:
+            try:  # a flat array of number tokens (the common case): one join
+                return _escaped("{" + ",".join(value) + "}")
+            except TypeError:  # a null, boolean or nested array among them
+                pass
         return _escaped(_element(value, numeric))
 
     return field
@@ -78,40 +86,100 @@ def field_for(kind: str, element_kind: str | None) -> Field:
     return _scalar
 
 
-def copy_lines(reader: JsonBackupReader, key: str, columns: list[str]) -> Iterator[str]:
-    """The table's rows as COPY text lines for `columns` (in that order), checked as they go."""
+def copy_blocks(reader: JsonBackupReader, key: str, columns: list[str]) -> Iterator[str]:
+    """The table's rows as COPY text for `columns` (in that order), checked as they go, a block of
+    rows at a time (each string ends with a newline)."""
     table = reader.tables[key]
     specs = {col["name"]: col for col in reader.table_spec(key)["columns"]}
     positions = {name: index for index, name in enumerate(table.columns)}
     picks = [(positions[name], field_for(specs[name]["kind"], specs[name].get("element_kind")), name)
              for name in columns]
-    width = len(table.columns)
-    in_order = [position for position, _, _ in picks] == list(range(width))
-    fields = [field for _, field, _ in picks]
-    plain = in_order and all(field is _scalar for field in fields)
-    loads = json.JSONDecoder(parse_int=str, parse_float=str).decode
-    number = 0
+    rows = _RowLines(reader, key, len(table.columns))
     for block in reader.row_blocks(key):
-        for line in block.decode("utf-8").split("\n")[:-1]:  # not splitlines: U+2028 may sit in a string
-            number += 1
+        lines = block.decode("utf-8").split("\n")  # not splitlines: U+2028 may sit in a string
+        lines.pop()
+        if not lines:
+            continue
+        values = rows.decoded(lines)
+        if not picks:  # a table without columns still has rows: an empty line each
+            yield "\n" * len(values)
+        else:
             try:
-                values = loads(line)
+                fields = [_column(field, column) for (_, field, _), column in zip(
+                    picks, _columns(values, [position for position, _, _ in picks]), strict=True)]
             except (ValueError, RecursionError) as exc:
-                raise reader.fail(table.first_line + number - 1,
-                                  f"table {key!r}, row {number}: not valid JSON ({exc})") from None
-            if type(values) is not list or len(values) != width:
-                raise reader.fail(table.first_line + number - 1,
-                                  f"table {key!r}, row {number}: expected an array of {width} values")
+                raise _value_error(reader, key, rows.first_number, values, picks, exc) from None
+            yield "\n".join(map("\t".join, zip(*fields, strict=True))) + "\n"
+        rows.first_number += len(lines)
+
+
+class _RowLines:
+    """Decodes a block's row lines with the C scanner in one pass; a block with anything unusual
+    (leading blanks, a bad row) is decoded again line by line, which names the faulty line."""
+
+    def __init__(self, reader: JsonBackupReader, key: str, width: int) -> None:
+        self.reader, self.key, self.width = reader, key, width
+        self.decoder = json.JSONDecoder(parse_int=str, parse_float=str)
+        self.first_number = 1  # the row number of the block's first line
+
+    def decoded(self, lines: list[str]) -> list[list[Any]]:
+        try:  # a line the scanner cannot start ends the map early (StopIteration): the ends then differ
+            scanned = list(map(self.decoder.scan_once, lines, repeat(0)))
+        except (ValueError, RecursionError):
+            return self._line_by_line(lines)
+        values = list(map(itemgetter(0), scanned))
+        if (list(map(itemgetter(1), scanned)) != list(map(len, lines))
+                or (values and ({*map(type, values)} != {list} or {*map(len, values)} != {self.width}))):
+            return self._line_by_line(lines)
+        return values
+
+    def _line_by_line(self, lines: list[str]) -> list[list[Any]]:
+        table = self.reader.tables[self.key]
+        decoded = []
+        for offset, line in enumerate(lines):
+            number = self.first_number + offset
             try:
-                if plain:  # every column a scalar, in the document's order: no picking
-                    yield "\t".join(map(_scalar, values)) + "\n"
-                elif in_order:
-                    yield "\t".join([field(value) for field, value in zip(fields, values, strict=True)]) + "\n"
-                else:
-                    yield "\t".join([field(values[position]) for position, field, _ in picks]) + "\n"
+                values = self.decoder.decode(line)
             except (ValueError, RecursionError) as exc:
-                bad = next((name for position, field, name in picks if not _fits(field, values[position])), "?")
-                raise reader.value_error(key, number, bad, exc) from None
+                raise self.reader.fail(table.first_line + number - 1,
+                                       f"table {self.key!r}, row {number}: not valid JSON ({exc})") from None
+            if type(values) is not list or len(values) != self.width:
+                raise self.reader.fail(table.first_line + number - 1,
+                                       f"table {self.key!r}, row {number}: expected an array of {self.width} values")
+            decoded.append(values)
+        return decoded
+
+
+def _columns(rows: list[list[Any]], positions: list[int]) -> list[tuple[Any, ...]]:
+    """The picked columns of a block of rows, each as one tuple (a C-level transpose)."""
+    if not rows:
+        return [() for _ in positions]
+    every = list(zip(*rows, strict=True))
+    return [every[position] for position in positions]
+
+
+def _column(field: Field, values: tuple[Any, ...]) -> list[str]:
+    """One column of a block as COPY fields. A column of plain strings (the common case) is
+    escaped in one pass over the joined column, split again at a separator no value holds."""
+    if field is _scalar and values and {*map(type, values)} == {str}:
+        joined = SEPARATOR.join(values)
+        if joined.count(SEPARATOR) == len(values) - 1:
+            if "\n" in joined or "\r" in joined or "\t" in joined:
+                joined = joined.translate(COPY_ESCAPES)
+            elif "\\" in joined:
+                joined = joined.replace("\\", "\\\\")
+            return joined.split(SEPARATOR)
+    return list(map(field, values))
+
+
+def _value_error(reader: JsonBackupReader, key: str, first_number: int, rows: list[list[Any]],
+                 picks: list[tuple[int, Field, str]], exc: Exception) -> Exception:
+    """The error for the first value of the block that cannot be converted, with its row and column."""
+    for offset, values in enumerate(rows):
+        bad = next((name for position, field, name in picks if not _fits(field, values[position])), None)
+        if bad is not None:
+            return reader.value_error(key, first_number + offset, bad, exc)
+    return reader.value_error(key, first_number, "?", exc)
 
 
 def _fits(field: Field, value: Any) -> bool:

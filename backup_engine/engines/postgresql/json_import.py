@@ -18,7 +18,7 @@ from typing import Any
 
 from backup_engine.engines.base import TableMap
 from backup_engine.engines.postgresql import kinds as pg_kinds
-from backup_engine.engines.postgresql.json_copy import copy_lines
+from backup_engine.engines.postgresql.json_copy import copy_blocks
 from backup_engine.formats import json_values
 from backup_engine.formats.json_document import JsonBackupReader
 from backup_engine.formats.sql_script import CopyData
@@ -29,8 +29,8 @@ def document_rows(reader: JsonBackupReader, mapping: TableMap, columns: list[str
 
     def copy_to(file: Any) -> None:
         for key in mapping.sources:
-            for line in copy_lines(reader, key, columns):
-                file.write(line.encode("utf-8"))
+            for block in copy_blocks(reader, key, columns):
+                file.write(block.encode("utf-8"))
 
     return CopyData(columns=columns, copy_to=copy_to)
 
