@@ -44,6 +44,8 @@ class Row:
     mb_per_s: float
     peak_rss_mb: float
     size_mb: float
+    task_s: float | None = None  # our paths: the operation alone, without the interpreter's start
+    task_ratio: float | None = None
 
 
 def _row(scale: int, rows: int, path: str, reference: str, result: Measurement, ref: Measurement | None,
@@ -51,7 +53,9 @@ def _row(scale: int, rows: int, path: str, reference: str, result: Measurement, 
     return Row(scale=scale, rows=rows, path=path, reference=reference, wall_s=round(result.wall_s, 2),
                ratio=round(result.wall_s / ref.wall_s, 2) if ref else None,
                rows_per_s=round(rows / result.wall_s), mb_per_s=round(size_bytes / 2**20 / result.wall_s, 1),
-               peak_rss_mb=round(result.peak_rss_mb, 1), size_mb=round(size_bytes / 2**20, 1))
+               peak_rss_mb=round(result.peak_rss_mb, 1), size_mb=round(size_bytes / 2**20, 1),
+               task_s=round(result.task_s, 2) if result.task_s is not None else None,
+               task_ratio=round(result.task_s / ref.wall_s, 2) if ref and result.task_s is not None else None)
 
 
 def bench_postgresql(server, scale: int, rows: int, work: Path, compression: str, s3=None) -> list[Row]:
@@ -102,13 +106,17 @@ def bench_postgresql(server, scale: int, rows: int, work: Path, compression: str
     local = rows_out[-1]
     if zstd_ref is not None and compression.startswith("zstd"):
         rows_out.append(Row(**{**asdict(local), "path": f"our sql (pg_dump), {compression}", "reference": "pg|zstd",
-                               "ratio": round(local.wall_s / zstd_ref.wall_s, 2)}))
+                               "ratio": round(local.wall_s / zstd_ref.wall_s, 2),
+                               "task_ratio": round(local.task_s / zstd_ref.wall_s, 2) if local.task_s else None}))
     if s3 is not None:
         s3_env = {**child_env(folder, url, compression), **s3.env(),
                   "BACKUP_STORAGE_URL": f"s3://{s3.bucket}/bench-{scale}"}
         result = measure_child(s3_env, "backup", "sql", "native", str(name_file))
-        rows_out.append(_row(scale, total, f"our sql (pg_dump), {compression}, into S3 (moto)", "local",
-                             result, Measurement(local.wall_s, 0), int(local.size_mb * 2**20)))
+        s3_row = _row(scale, total, f"our sql (pg_dump), {compression}, into S3 (moto)", "local",
+                      result, Measurement(local.wall_s, 0), int(local.size_mb * 2**20))
+        if result.task_s is not None and local.task_s:  # both in a running worker: S3 against local
+            s3_row.task_ratio = round(result.task_s / local.task_s, 2)
+        rows_out.append(s3_row)
     if compression != "none":
         backup("our sql (pg_dump), uncompressed", "sql", "native", "none")
     backup(f"our sql (SQLAlchemy fallback), {compression}", "sql", "sqlalchemy")
@@ -223,25 +231,29 @@ def bench_celery(server, work: Path, samples: int = 30) -> dict[str, float]:
 
 def print_table(rows: list[Row]) -> None:
     header = (f"{'scale':>5} {'rows':>10}  {'path':<44} {'wall s':>7} {'ratio':>6} {'vs':<8} {'rows/s':>10} "
-              f"{'MB/s':>7} {'RSS MB':>7} {'size MB':>8}")
+              f"{'MB/s':>7} {'RSS MB':>7} {'size MB':>8} {'task s':>7} {'task ratio':>10}")
     print(header)
     print("-" * len(header))
     for row in rows:
-        ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
-        print(f"{row.scale:>4}x {row.rows:>10,}  {row.path:<44} {row.wall_s:>7.2f} {ratio:>6} {row.reference:<8} "
-              f"{row.rows_per_s:>10,} {row.mb_per_s:>7.1f} {row.peak_rss_mb:>7.1f} {row.size_mb:>8.1f}")
+        print(f"{row.scale:>4}x {row.rows:>10,}  {row.path:<44} {row.wall_s:>7.2f} {_fixed(row.ratio):>6} "
+              f"{row.reference:<8} {row.rows_per_s:>10,} {row.mb_per_s:>7.1f} {row.peak_rss_mb:>7.1f} "
+              f"{row.size_mb:>8.1f} {_fixed(row.task_s):>7} {_fixed(row.task_ratio):>10}")
+
+
+def _fixed(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else ""
 
 
 def markdown_table(rows: list[Row], scale: str = "scale", unit: str = "x") -> str:
     """The table as the README shows it (`bench/results/*.md`, pasted under Performance)."""
-    lines = [f"| {scale} | rows | path | wall s | ratio | vs | rows/s | MB/s | peak RSS MB | size MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| {scale} | rows | path | wall s | ratio | vs | rows/s | MB/s | peak RSS MB | size MB | task s "
+             "| task ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
         path, reference = row.path.replace("|", "\\|"), row.reference.replace("|", "\\|")
-        lines.append(f"| {row.scale:,}{unit} | {row.rows:,} | {path} | {row.wall_s:.2f} | {ratio} | "
+        lines.append(f"| {row.scale:,}{unit} | {row.rows:,} | {path} | {row.wall_s:.2f} | {_fixed(row.ratio)} | "
                      f"{reference} | {row.rows_per_s:,} | {row.mb_per_s:.1f} | {row.peak_rss_mb:.1f} | "
-                     f"{row.size_mb:.1f} |")
+                     f"{row.size_mb:.1f} | {_fixed(row.task_s)} | {_fixed(row.task_ratio)} |")
     return "\n".join(lines) + "\n"
 
 

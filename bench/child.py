@@ -4,20 +4,32 @@ Modes call the same functions the tasks and `--local` call (tasks.operations), w
 read from the environment the parent sets: BACKUP_TARGETS (`bench` and `into`), BACKUP_DIR,
 BACKUP_COMPRESSION. So a row costs what a task costs: hashing, compression, the manifest and
 its signature, the checksum check and safety backup of a restore, the build beside and swap.
+The operation's own time (without the interpreter's start and imports) goes to the file named by
+BENCH_TASK_TIME_FILE.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
-from config.settings import load_settings
+from bench.measure import TASK_TIME_FILE
+from config.settings import Settings, load_settings
 from tasks import operations
 
 
 def main(argv: list[str]) -> None:
     mode, *rest = argv
     settings = load_settings(dotenv_path=None)
+    started = time.perf_counter()
+    run(mode, rest, settings)
+    if os.environ.get(TASK_TIME_FILE):  # the operation alone: what a running worker pays per task
+        Path(os.environ[TASK_TIME_FILE]).write_text(f"{time.perf_counter() - started:.4f}\n")
+
+
+def run(mode: str, rest: list[str], settings: Settings) -> None:
     if mode == "backup":  # backup FORMAT METHOD NAME_FILE
         backup_format, method, name_file = rest
         manifest = operations.create(settings, target="bench", format=backup_format, method=method,

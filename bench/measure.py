@@ -23,9 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 class Measurement:
     wall_s: float
     peak_rss_mb: float
+    task_s: float | None = None  # the operation alone, as a running worker pays it (our paths only)
 
 
 GNU_TIME = "/usr/bin/time"
+TASK_TIME_FILE = "BENCH_TASK_TIME_FILE"
 
 
 def measure(argv: list[str], env: dict[str, str] | None = None, stdin_text: str = "",
@@ -49,6 +51,12 @@ def measure(argv: list[str], env: dict[str, str] | None = None, stdin_text: str 
 
 
 def measure_child(settings_env: dict[str, str], mode: str, *args: str) -> Measurement:
-    """One of our paths (bench.child MODE) in a fresh interpreter, configured by `settings_env`."""
-    env = {**os.environ, **settings_env, "PYTHONPATH": str(ROOT)}
-    return measure([sys.executable, "-m", "bench.child", mode, *args], env=env)
+    """One of our paths (bench.child MODE) in a fresh interpreter, configured by `settings_env`.
+
+    Wall time includes the interpreter's start and imports (about 0.6 s), which a running worker
+    pays once, not per task; the child also reports the operation's own time (`task_s`)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".task") as task_file:
+        env = {**os.environ, **settings_env, "PYTHONPATH": str(ROOT), TASK_TIME_FILE: task_file.name}
+        result = measure([sys.executable, "-m", "bench.child", mode, *args], env=env)
+        reported = task_file.read().strip()
+    return Measurement(result.wall_s, result.peak_rss_mb, float(reported) if reported else None)

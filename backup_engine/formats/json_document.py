@@ -49,17 +49,30 @@ CONTROL_BYTES_TO_NUL = bytes(0 if byte < 0x20 and byte != 0x0A else byte for byt
 MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
-def _json_pieces(value: Any, spread: int = 64, top: bool = True) -> Iterator[str]:
-    """`json.dumps(value)` in pieces: the value itself, and below it any dict or list of more than
-    `spread` items, is opened up, each item encoded by the C encoder (`JSONEncoder.iterencode`
-    would take the pure-Python path: several times slower)."""
-    if isinstance(value, dict) and (top or len(value) > spread):
+class ItemsOnDemand:
+    """A JSON array whose items are made one at a time as it is written: the schema of thousands of
+    tables is never held as dicts all at once (they cost a fifth of an export's memory)."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = items
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+
+def _json_pieces(value: Any, spread: int = 64, top: bool = True, in_dict: bool = False) -> Iterator[str]:
+    """`json.dumps(value)` in pieces: the value itself, every dict that is a value of an opened dict
+    (the schema's sections: `extras`, its `catalog`), and any dict or list of more than `spread`
+    items are opened up, each remaining item encoded by the C encoder (`JSONEncoder.iterencode`
+    would take the pure-Python path: several times slower). A section of a few keys can still hold
+    megabytes, which one `json.dumps` would hold several times over."""
+    if isinstance(value, dict) and (top or in_dict or len(value) > spread):
         yield "{"
         for index, (key, item) in enumerate(value.items()):
             yield (", " if index else "") + json.dumps(key, ensure_ascii=False) + ": "
-            yield from _json_pieces(item, spread, top=False)
+            yield from _json_pieces(item, spread, top=False, in_dict=True)
         yield "}"
-    elif isinstance(value, list) and (top or len(value) > spread):
+    elif isinstance(value, ItemsOnDemand) or (isinstance(value, list) and (top or len(value) > spread)):
         yield "["
         for index, item in enumerate(value):
             if index:

@@ -26,7 +26,7 @@ from sqlalchemy.schema import DefaultClause
 
 from backup_engine import errors
 from backup_engine.formats import json_values
-from backup_engine.formats.json_document import conversion_error
+from backup_engine.formats.json_document import ItemsOnDemand, conversion_error
 from backup_engine.formats.model import CatalogType, DatabaseModel, extras_from_dict, extras_to_dict, type_spec
 
 
@@ -101,9 +101,10 @@ def table_to_dict(table: Table, kinds: dict[str, tuple[str, str | None]], row_co
 
 def model_to_dict(model: DatabaseModel, kinds: dict[str, dict[str, tuple[str, str | None]]],
                   row_columns: dict[str, list[str]], indexes: list[dict[str, Any]]) -> dict[str, Any]:
-    tables = [table_to_dict(table, kinds.get(key, {}), row_columns[key],
-                            model.extras.display_names.get(key) or key, model.dialect)
-              for key, table in model.metadata.tables.items()]
+    """The document's schema, for `DocumentWriter.start`: its tables are made as they are written."""
+    tables = ItemsOnDemand(table_to_dict(table, kinds.get(key, {}), row_columns[key],
+                                         model.extras.display_names.get(key) or key, model.dialect)
+                           for key, table in model.metadata.tables.items())
     return {"dialect": model.dialect, "tables": tables, "portable_indexes": indexes,
             "extras": extras_to_dict(model.extras)}
 
