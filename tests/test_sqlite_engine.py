@@ -470,6 +470,34 @@ def test_create_backup_publishes_a_verified_artifact(rich: Path, tmp_path: Path,
     assert db_state(restored) == db_state(rich)
 
 
+@pytest.mark.parametrize("format", ["sql", "sqlite"])
+def test_a_corrupt_source_fails_the_snapshot_and_publishes_nothing(tmp_path: Path, format: str) -> None:
+    """The snapshot is checked (`integrity_check`) while it streams out: a source whose index pages
+    are garbage fails a snapshot backup, and the store holds no backup and no temp file afterwards.
+    A `sql` backup (method auto) falls back to reading the tables, which are whole, and says why."""
+    source = tmp_path / "corrupt.db"
+    conn = sqlite3.connect(source)
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO t(v) VALUES (?)", [(f"value {i:06d}",) for i in range(20000)])
+    conn.execute("CREATE INDEX t_v ON t(v)")
+    conn.commit()
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 't_v'").fetchone()[0]
+    conn.close()
+    with source.open("r+b") as handle:  # the index's root page, overwritten: the file still opens
+        handle.seek((root - 1) * 4096)
+        handle.write(bytes(range(256)) * 16)
+    store = BackupStore(tmp_path / "backups")
+    if format == "sql":
+        manifest = create_backup(Target.from_url("t", f"sqlite:///{source}"), store, format=format)
+        assert manifest["method"] == "sqlalchemy" and "integrity_check" in manifest["fallback_reason"]
+        assert manifest["table_rows"] == {"t": 20000}
+        return
+    with pytest.raises(errors.DumpError, match="integrity_check"):
+        create_backup(Target.from_url("t", f"sqlite:///{source}"), store, format=format)
+    assert store.list() == [] and folder_listing(store.folder) == []
+
+
 def test_snapshot_restores_into_a_wal_target_with_another_page_size(tmp_path: Path) -> None:
     source = tmp_path / "src.db"
     conn = sqlite3.connect(source)
