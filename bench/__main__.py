@@ -327,8 +327,13 @@ def main() -> None:
     (RESULTS / "bench.json").write_text(json.dumps({"machine": machine, "rows": [asdict(r) for r in rows],
                                                     "celery": celery}, indent=2))
     (RESULTS / "bench.md").write_text(markdown_table(rows))
-    chart(rows, RESULTS / "bench.png")
-    print(f"\nwrote {RESULTS / 'bench.json'} and {RESULTS / 'bench.png'}")
+    try:
+        chart(rows, RESULTS / "bench.png")
+    except ImportError:  # `make bench` installs matplotlib; `python -m bench` alone may not have it
+        print(f"\nwrote {RESULTS / 'bench.json'} and bench.md; no chart: matplotlib is not installed "
+              "(make bench installs bench/requirements.txt)")
+        return
+    print(f"\nwrote {RESULTS / 'bench.json'}, bench.md and {RESULTS / 'bench.png'}")
 
 
 if __name__ == "__main__":
