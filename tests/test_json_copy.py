@@ -150,3 +150,15 @@ def test_a_raw_control_byte_in_a_row_is_refused(document, tmp_path, byte):
     reader = read_document(broken)
     with pytest.raises(errors.ConversionError, match="raw control character"):
         "".join(copy_blocks(reader, "public.awkward", list(reader.tables["public.awkward"].columns)))
+
+
+@pytest.mark.parametrize("block", [json_document.BLOCK, 7])
+def test_a_row_that_is_not_utf8_is_named(document, tmp_path, monkeypatch, block):
+    _, path = document
+    monkeypatch.setattr(json_document, "BLOCK", block)
+    data = path.read_bytes().replace(b'"plain"', b'"pl\xffain"', 1)
+    broken = tmp_path / "latin.json"
+    broken.write_bytes(data)
+    reader = read_document(broken)
+    with pytest.raises(errors.ConversionError, match="row 1: not valid UTF-8"):
+        "".join(copy_blocks(reader, "public.awkward", list(reader.tables["public.awkward"].columns)))

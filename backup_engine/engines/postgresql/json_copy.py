@@ -96,7 +96,12 @@ def copy_blocks(reader: JsonBackupReader, key: str, columns: list[str]) -> Itera
              for name in columns]
     rows = _RowLines(reader, key, len(table.columns))
     for block in reader.row_blocks(key):
-        lines = block.decode("utf-8").split("\n")  # not splitlines: U+2028 may sit in a string
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            number = rows.first_number + block.count(b"\n", 0, exc.start)
+            raise reader.fail(table.first_line + number - 1, f"table {key!r}, row {number}: not valid UTF-8") from None
+        lines = text.split("\n")  # not splitlines: U+2028 may sit in a string
         lines.pop()
         if not lines:
             continue
