@@ -11,10 +11,12 @@ disk is full: the fallback could not do better).
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +25,8 @@ from backup_engine.dumpinfo import INCLUDE_DATA_MODES, METHODS, DumpResult, Prog
 from backup_engine.engines.base import Engine
 from backup_engine.formats import format_named
 from backup_engine.storage.catalogue import Catalogue, Entry, NewArtifact, utc_now
+
+log = logging.getLogger(__name__)
 
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 SQLITE_FULL = 13
@@ -37,8 +41,10 @@ def check_choice(value: object, choices: tuple[str, ...], message: str, what: st
 def create_backup(engine: Engine, catalogue: Catalogue, *, format: str = "sql", include_data: str = "full",
                   method: str = "auto", prefix: str | None = None, progress: Progress = no_progress,
                   purpose: str | None = None, csv_safe: bool = False,
-                  created_at: datetime | None = None) -> Entry:
-    """Back up the engine's target into the catalogue; returns the published backup."""
+                  created_at: datetime | None = None, twin_alongside: bool = True) -> Entry:
+    """Back up the engine's target into the catalogue; returns the published backup. A JSON
+    backup's `.sql` twin is made alongside it where the engine can (`twin_alongside`), and named
+    in the result under `companions`."""
     target = engine.target
     check_choice(format, engine.formats, errors.UNKNOWN_FORMAT, f"format for {engine.name}")
     check_choice(include_data, INCLUDE_DATA_MODES, errors.UNKNOWN_INCLUDE_DATA, "include_data")
@@ -47,15 +53,52 @@ def create_backup(engine: Engine, catalogue: Catalogue, *, format: str = "sql", 
     created_at = created_at or utc_now()
     progress(phase="start", target=target.name, format=format)
     with storage_failures(catalogue), \
-            catalogue.new_artifact(format_named(format), prefix or target.name, created_at) as artifact:
-        result = _write(engine, artifact, format, include_data, method, csv_safe, progress)
+            catalogue.new_artifact(format_named(format), prefix or target.name, created_at) as artifact, \
+            _twin_artifact(engine, catalogue, format if twin_alongside else None, prefix or target.name,
+                           created_at) as twin:
+        result = _write(engine, artifact, format, include_data, method, csv_safe, progress, twin)
         progress(phase="publish")
-        return artifact.publish(
+        entry = artifact.publish(
             format=format, target=target.name, dialect=engine.name, server_version=result.server_version,
             method=result.method, include_data=include_data, tables=result.tables, rows=result.rows,
             table_rows=result.table_rows, duration_s=round(time.monotonic() - started, 3),
             fallback_reason=result.fallback_reason, purpose=purpose, origin="worker",
             not_carried=tuple(result.not_carried))
+        if twin is None:
+            return entry
+        return _with_twin(entry, twin, result, engine, include_data, started)
+
+
+@contextmanager
+def _twin_artifact(engine: Engine, catalogue: Catalogue, format: str | None, prefix: str,
+                   created_at: datetime) -> Iterator[NewArtifact | None]:
+    """The `.sql` twin's artifact, when the engine makes a JSON backup's twin alongside it."""
+    if format != "json" or not engine.twin_alongside():
+        yield None
+        return
+    with catalogue.new_artifact(format_named("sql"), prefix, created_at) as twin:
+        yield twin
+
+
+def _with_twin(entry: Entry, twin: NewArtifact, result: DumpResult, engine: Engine, include_data: str,
+               started: float) -> Entry:
+    """The JSON backup naming its twin, once the twin is published beside it (named `converted_from`
+    the JSON, as a converted twin is). A twin that failed is only missing: the JSON's result then
+    names none, and the plan converts one afterwards."""
+    made = result.twin
+    if made is None:
+        log.warning("the .sql twin of %s was not made alongside it: %s", entry.name, result.twin_failure)
+        return entry
+    try:
+        published = twin.publish(
+            format="sql", target=entry.manifest.target, dialect=engine.name, server_version=made.server_version,
+            method=made.method, include_data=include_data, tables=made.tables, rows=made.rows,
+            table_rows=made.table_rows, duration_s=round(time.monotonic() - started, 3), converted_from=entry.name,
+            source_dialect=engine.name, origin="worker")
+    except (errors.BackupError, OSError) as exc:
+        log.warning("the .sql twin of %s could not be published: %s", entry.name, exc)
+        return entry
+    return replace(entry, companions=(published.name,))
 
 
 def storage_failure(exc: BaseException | None) -> str | None:
@@ -86,8 +129,10 @@ def storage_failures(catalogue: Catalogue) -> Iterator[None]:
 
 
 def _write(engine: Engine, artifact: NewArtifact, format: str, include_data: str, method: str, csv_safe: bool,
-           progress: Progress) -> DumpResult:
+           progress: Progress, twin: NewArtifact | None = None) -> DumpResult:
     if format == "json":
+        if twin is not None:
+            return engine.export_json_with_twin(artifact, twin, include_data, progress)
         return engine.export_json(artifact, include_data, progress)
     if format == "csv":
         return engine.export_csv(artifact, include_data, progress, csv_safe=csv_safe)

@@ -31,6 +31,8 @@ class DumpResult:
     table_rows: dict[str, int] = field(default_factory=dict)
     fallback_reason: str | None = None
     not_carried: list[str] = field(default_factory=list)  # objects left out on purpose, named in the manifest
+    twin: DumpResult | None = None  # a JSON backup's `.sql` twin, when the engine made it alongside
+    twin_failure: str | None = None  # why it did not (the twin is then converted afterwards)
 
     @property
     def tables(self) -> int:

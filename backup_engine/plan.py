@@ -39,8 +39,9 @@ class Plan:
 
 
 def after_backup(manifest: Mapping[str, Any]) -> Plan:
-    """A JSON backup goes on: its `.sql` twin is made, then named in the JSON's result."""
-    if manifest.get("format") != "json":
+    """A JSON backup goes on: its `.sql` twin is made, then named in the JSON's result (unless the
+    engine made the twin alongside the JSON, and the result names it already)."""
+    if manifest.get("format") != "json" or manifest.get("companions"):
         return Plan()
     return Plan((Step(CONVERT, {"backup_filename": manifest["backup_filename"]}),
                  Step(ATTACH_COMPANION, {"manifest": dict(manifest)})))

@@ -121,6 +121,7 @@ def bench_postgresql(server, scale: int, rows: int, work: Path, compression: str
         backup("our sql (pg_dump), uncompressed", "sql", "native", "none")
     backup(f"our sql (SQLAlchemy fallback), {compression}", "sql", "sqlalchemy")
     json_name = backup(f"our json export, {compression}", "json", "auto")
+    backup(f"our json backup with its .sql twin, {compression}", "json+twin", "auto")
     result = measure_child(child_env(folder, url, compression), "convert", json_name, str(name_file))
     converted = name_file.read_text()
     rows_out.append(_row(scale, total, "JSON -> SQL conversion", "pg_dump", result, dump_ref,

@@ -30,10 +30,11 @@ def main(argv: list[str]) -> None:
 
 
 def run(mode: str, rest: list[str], settings: Settings) -> None:
-    if mode == "backup":  # backup FORMAT METHOD NAME_FILE
+    if mode == "backup":  # backup FORMAT METHOD NAME_FILE (FORMAT json+twin: a JSON backup with its twin)
         backup_format, method, name_file = rest
-        manifest = operations.create(settings, target="bench", format=backup_format, method=method,
-                                     with_twin=False)
+        manifest = operations.create(settings, target="bench", format=backup_format.removesuffix("+twin"),
+                                     method=method, with_twin=backup_format.endswith("+twin"),
+                                     twin_alongside=backup_format.endswith("+twin"))
         Path(name_file).write_text(manifest["backup_filename"])
     elif mode == "convert":  # convert JSON_NAME NAME_FILE
         json_name, name_file = rest

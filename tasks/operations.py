@@ -81,9 +81,11 @@ def prefix_for(settings: Settings, target: Target) -> str:
 # --- backups ------------------------------------------------------------------------------------
 def create(settings: Settings, *, target: str = "default", format: str = "sql", include_data: str = "full",
            method: str = "auto", csv_safe: bool = False, progress: Progress = no_progress, with_twin: bool = True,
-           lock_wait: float | None = None) -> dict[str, Any]:
-    """A backup; a JSON one also gets its `.sql` twin (named under `companions`) unless the
-    caller runs the rest of the plan itself (the Celery chain does, as steps of their own)."""
+           lock_wait: float | None = None, twin_alongside: bool = True) -> dict[str, Any]:
+    """A backup; a JSON one also gets its `.sql` twin (named under `companions`): made alongside
+    it where the engine can, else converted afterwards unless the caller runs the rest of the plan
+    itself (the Celery chain does, as steps of their own). `twin_alongside=False` (benches, tests)
+    makes the JSON alone first."""
     chosen = settings.target(target)
     if not isinstance(csv_safe, bool):
         raise errors.InvalidRequest(errors.BAD_ARGUMENT, "csv_safe must be true or false")
@@ -91,7 +93,7 @@ def create(settings: Settings, *, target: str = "default", format: str = "sql", 
     with target_lock(settings, engine, lock_wait):
         entry = create_backup(engine, catalogue_for(settings), format=format,
                               include_data=include_data, method=method, prefix=prefix_for(settings, chosen),
-                              csv_safe=csv_safe, progress=progress)
+                              csv_safe=csv_safe, progress=progress, twin_alongside=twin_alongside)
     manifest = entry.as_result()
     rest = after_backup(manifest)
     if not with_twin or not rest:

@@ -14,6 +14,7 @@ from tests import richdb_pg
 from tests.engine_api import BackupStore
 from tests.processes import celery_worker, clean_environment
 from tests.test_celery_tasks import BOTH_BROKERS, send
+from tests.test_sqlite_engine import make_rich_db as make_rich_sqlite
 
 
 @pytest.fixture
@@ -21,8 +22,10 @@ def chain_deployment(pg_server, transport, make_pg_database, tmp_path):
     source = make_pg_database("chain_src")
     target = make_pg_database("chain_dst")
     richdb_pg.build_rich_database(source, rows_per_table=40, seed=11)
+    lite = tmp_path / "lite.db"
+    make_rich_sqlite(lite)
     env = clean_environment(
-        BACKUP_TARGETS=json.dumps({"src": source, "dst": target}),
+        BACKUP_TARGETS=json.dumps({"src": source, "dst": target, "lite": f"sqlite:///{lite}"}),
         BACKUP_DIR=str(tmp_path / "backups"), BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"),
         CELERY_BROKER_URL=transport.broker, CELERY_RESULT_BACKEND=transport.backend,
         BACKUP_UPLOAD_ALLOW_SUPERUSER="true",  # the throwaway server's role is a superuser; the chain is the point
@@ -37,7 +40,8 @@ def chain_deployment(pg_server, transport, make_pg_database, tmp_path):
 
 @BOTH_BROKERS
 def test_a_json_backup_is_a_chain_that_names_both_files(chain_deployment):
-    outcome = send(chain_deployment["broker"], "backups.create", target="src", format="json")
+    """SQLite's twin is converted from the document by the steps of a chain."""
+    outcome = send(chain_deployment["broker"], "backups.create", target="lite", format="json")
     assert outcome["state"] == "SUCCESS", outcome
     manifest = outcome["result"]
     folder = chain_deployment["dir"]
@@ -46,9 +50,30 @@ def test_a_json_backup_is_a_chain_that_names_both_files(chain_deployment):
     assert twin.endswith(".sql") and (folder / twin).stat().st_size > 0
     twin_manifest = json.loads((folder / f"{twin}.meta.json").read_text())
     assert twin_manifest["converted_from"] == manifest["backup_filename"]
+    assert twin_manifest["method"] == "json-conversion"
     log = chain_deployment["worker"].output()
     for step in ("backups.create", "backups.convert_json_to_sql", "backups.attach_companion"):
         assert f"Task {step}[" in log, step
+
+
+def test_a_postgresql_json_backup_makes_its_twin_alongside_from_the_same_snapshot(chain_deployment):
+    """pg_dump reads the JSON export's own snapshot: one task, and the twin restores the same data."""
+    outcome = send(chain_deployment["broker"], "backups.create", target="src", format="json")
+    assert outcome["state"] == "SUCCESS", outcome
+    manifest = outcome["result"]
+    folder = chain_deployment["dir"]
+    [twin] = manifest["companions"]
+    twin_manifest = json.loads((folder / f"{twin}.meta.json").read_text())
+    assert twin_manifest["converted_from"] == manifest["backup_filename"]
+    assert twin_manifest["method"] == "pg_dump" and twin_manifest["format"] == "sql"
+    assert twin_manifest["rows"] == manifest["rows"]
+    log = chain_deployment["worker"].output()
+    assert "Task backups.convert_json_to_sql[" not in log and "Task backups.attach_companion[" not in log
+    restored = send(chain_deployment["broker"], "backups.restore", backup_filename=manifest["backup_filename"],
+                    target="dst", source_target="src")
+    assert restored["state"] == "SUCCESS", restored
+    assert restored["result"]["restored_file"] == manifest["backup_filename"]
+    assert richdb_pg.database_state(chain_deployment["dst"]) == richdb_pg.database_state(chain_deployment["src"])
 
 
 def test_restoring_json_by_name_restores_it_exactly(chain_deployment):

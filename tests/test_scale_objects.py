@@ -92,7 +92,8 @@ def many(pg_server, tmp_path_factory):
     backups = {
         "native": operations.create(settings, target="src"),
         "fallback": operations.create(settings, target="src", method="sqlalchemy"),
-        "json": operations.create(settings, target="src", format="json"),
+        "json": operations.create(settings, target="src", format="json"),  # its twin: pg_dump alongside
+        "json_converted": operations.create(settings, target="src", format="json", twin_alongside=False),
         "pgdump": operations.create(settings, target="src", format="pgdump"),
     }
     yield {"url": url, "shape": shape(url), "settings": settings, "config": config, "backups": backups,
@@ -120,10 +121,14 @@ def test_the_source_is_too_big_for_one_transaction(many, pg_server):
     conn.close()
 
 
-@pytest.mark.parametrize("kind", ["native", "fallback", "json", "pgdump"])
+@pytest.mark.parametrize("kind", ["native", "fallback", "json", "json_converted", "pgdump"])
 def test_each_format_restores_identical_into_a_new_and_over_an_existing_database(many, pg_server, kind):
     settings = many["settings"]
     name = many["backups"][kind]["backup_filename"]
+    if kind.startswith("json"):  # through its twin: made by pg_dump alongside, or converted from the document
+        [twin] = many["backups"][kind]["companions"]
+        method = operations.catalogue_for(settings).entry(twin).manifest.method
+        assert method == ("pg_dump" if kind == "json" else "json-conversion")
     result = operations.restore(settings, backup_filename=name, target="dst", source_target="src")
     assert result["built_beside"] is True
     assert shape(many["targets"]["dst"]) == many["shape"]
@@ -255,7 +260,7 @@ def test_exports_hold_few_locks_at_a_time_whatever_the_number_of_tables(many, ba
 
     try:
         operations.create(many["settings"], target="src", format=backup_format, method=method, progress=progress,
-                          with_twin=False)
+                          with_twin=False, twin_alongside=False)  # the export's own locks, not pg_dump's
     finally:
         watcher.close()
     assert len(peaks) >= TABLES and max(peaks) < 100, max(peaks)

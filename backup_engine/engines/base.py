@@ -156,6 +156,17 @@ class Engine(ABC):
     def export_json(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
         """The JSON document (formats.json_document) of the target."""
 
+    def twin_alongside(self) -> bool:
+        """Whether `export_json_with_twin` can make a JSON backup's `.sql` twin in the same pass
+        (otherwise the twin is converted from the document afterwards)."""
+        return False
+
+    def export_json_with_twin(self, out: ByteSink, twin: ByteSink, include_data: str,
+                              progress: Progress = no_progress) -> DumpResult:
+        """The JSON document into `out` and, from the same snapshot, its `.sql` twin into `twin`
+        (`result.twin`; `result.twin_failure` says why not, and the JSON stands on its own)."""
+        raise NotImplementedError(f"{self.name} makes no twin alongside a JSON backup")
+
     @abstractmethod
     def export_csv(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
         """The CSV zip (formats.csv_zip) of the target."""

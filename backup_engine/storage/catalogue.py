@@ -67,6 +67,7 @@ class Entry:
     manifest: Manifest
     signed: bool  # the signature verifies with our key
     path: str  # where it is, to show (a local path, or the object's URL)
+    companions: tuple[str, ...] = ()  # backups made with it (a JSON backup's `.sql` twin), named in its result
 
     @property
     def name(self) -> str:
@@ -78,7 +79,8 @@ class Entry:
         return self.signed and self.manifest.origin == "worker"
 
     def as_result(self) -> dict[str, Any]:
-        return self.manifest.as_result(self.path)
+        result = self.manifest.as_result(self.path)
+        return {**result, "companions": list(self.companions)} if self.companions else result
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from backup_engine import errors
@@ -36,6 +37,7 @@ from backup_engine.engines.postgresql.restore import (
     restore_in_one_transaction,
 )
 from backup_engine.engines.postgresql.scratch import check_rows, count_rows, scratch_database
+from backup_engine.engines.postgresql.twin import TwinDump
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter, make_dialect
 from backup_engine.formats.json_document import JsonBackupReader
 from backup_engine.formats.model import DatabaseModel
@@ -69,6 +71,17 @@ class PostgresEngine(Engine):
 
     def export_json(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
         return json_export.export_json(self.target, out, include_data, progress)
+
+    def twin_alongside(self) -> bool:
+        pg_dump = self.tools.get("pg_dump")
+        return bool(pg_dump) and Path(pg_dump).is_file()
+
+    def export_json_with_twin(self, out: ByteSink, twin: ByteSink, include_data: str,
+                              progress: Progress = no_progress) -> DumpResult:
+        dump = TwinDump(self.target, twin, include_data, self.tools)
+        result = json_export.export_json(self.target, out, include_data, progress, alongside=dump.running)
+        result.twin, result.twin_failure = dump.result, dump.failure
+        return result
 
     def export_csv(self, out: ByteSink, include_data: str, progress: Progress = no_progress, *,
                    csv_safe: bool = False) -> DumpResult:

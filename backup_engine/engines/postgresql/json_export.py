@@ -7,6 +7,8 @@ in 1 MiB blocks; schema and rows come from one REPEATABLE READ snapshot.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from psycopg2 import sql
@@ -25,6 +27,8 @@ from backup_engine.formats.model import DatabaseModel
 from backup_engine.targets import Target
 
 METHOD = "postgresql-json"
+# Given the exported snapshot's id, a block that runs beside the export (the twin's pg_dump).
+Alongside = Callable[[str], AbstractContextManager[None]]
 
 PG_PORTABLE_INDEXES_SQL = """
 SELECT n.nspname, c.relname, ic.relname, i.indisunique,
@@ -43,10 +47,13 @@ ORDER BY 1, 2, 3"""
 
 
 def export_json(target: Target, out: ByteSink, include_data: str,
-                      progress: Progress = no_progress) -> DumpResult:
-    """Write the JSON document of a PostgreSQL target into `out`; rows are rendered by the server."""
+                progress: Progress = no_progress, alongside: Alongside | None = None) -> DumpResult:
+    """Write the JSON document of a PostgreSQL target into `out`; rows are rendered by the server.
+
+    `alongside` is given the id of the snapshot the document is read from, before anything is
+    read, and its block lasts until the document is written (the `.sql` twin's pg_dump)."""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
-            sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
+            sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn, _sharing_snapshot(raw, alongside):
         with locks_released(raw):  # reading sequences' positions locks each one
             model = reflect_postgresql(conn, failure=errors.JSON_BACKUP_FAILED,
                                        large_object_data=include_data != "schema")
@@ -58,6 +65,18 @@ def export_json(target: Target, out: ByteSink, include_data: str,
         with second_stream(raw, target) as stream:
             result = _write_postgresql(raw, stream, model, column_kinds, indexes, out, include_data, progress)
     return result
+
+
+@contextmanager
+def _sharing_snapshot(raw: Any, alongside: Alongside | None) -> Iterator[None]:
+    if alongside is None:
+        yield
+        return
+    with raw.cursor() as cur:  # at the transaction's top level: a subtransaction cannot export
+        cur.execute("SELECT pg_catalog.pg_export_snapshot()")
+        snapshot = cur.fetchone()[0]
+    with alongside(snapshot):
+        yield
 
 
 def _pg_row_columns(table: Table) -> list[str]:
