@@ -86,6 +86,8 @@ def _with_twin(entry: Entry, twin: NewArtifact, result: DumpResult, engine: Engi
     the JSON, as a converted twin is). A twin that failed is only missing: the JSON's result then
     names none, and the plan converts one afterwards."""
     made = result.twin
+    if made is not None and (twin.content_bytes == 0 or not engine.script_complete(twin.tail)):
+        made, result.twin_failure = None, errors.INCOMPLETE_DUMP  # the checks a fallback dump passes
     if made is None:
         log.warning("the .sql twin of %s was not made alongside it: %s", entry.name, result.twin_failure)
         return entry

@@ -219,7 +219,10 @@ class convert:  # noqa: N801
 
     @staticmethod
     def create_json_backup_with_twin(target: Target, store: BackupStore, **kwargs: Any) -> dict[str, Any]:
+        """A JSON backup naming its `.sql` twin: written alongside it where the engine can, else converted."""
         manifest = create_backup(target, store, format="json", **kwargs)
+        if manifest.get("companions"):
+            return manifest
         return with_companion(convert_backup(store, manifest["backup_filename"]), manifest)
 
 

@@ -57,7 +57,7 @@ def test_a_json_backup_is_a_chain_that_names_both_files(chain_deployment):
 
 
 def test_a_postgresql_json_backup_makes_its_twin_alongside_from_the_same_snapshot(chain_deployment):
-    """pg_dump reads the JSON export's own snapshot: one task, and the twin restores the same data."""
+    """The twin is written from the JSON export's own snapshot: one task, and it restores the same data."""
     outcome = send(chain_deployment["broker"], "backups.create", target="src", format="json")
     assert outcome["state"] == "SUCCESS", outcome
     manifest = outcome["result"]
@@ -65,7 +65,7 @@ def test_a_postgresql_json_backup_makes_its_twin_alongside_from_the_same_snapsho
     [twin] = manifest["companions"]
     twin_manifest = json.loads((folder / f"{twin}.meta.json").read_text())
     assert twin_manifest["converted_from"] == manifest["backup_filename"]
-    assert twin_manifest["method"] == "pg_dump" and twin_manifest["format"] == "sql"
+    assert twin_manifest["method"] == "sqlalchemy" and twin_manifest["format"] == "sql"
     assert twin_manifest["rows"] == manifest["rows"]
     log = chain_deployment["worker"].output()
     assert "Task backups.convert_json_to_sql[" not in log and "Task backups.attach_companion[" not in log

@@ -1,8 +1,7 @@
-"""A PostgreSQL JSON backup's `.sql` twin, made alongside it by pg_dump from the export's own snapshot.
+"""A PostgreSQL JSON backup's `.sql` twin, written alongside it from the export's own exported snapshot.
 
-The twin must hold exactly the document's data (rows committed after the export began are in
-neither), restore identical to the source and to the document's own conversion, and a pg_dump
-that fails must cost only the twin: the JSON is published alone, nothing else is left behind.
+The twin must hold exactly the document's data (a table created after the export began is in
+neither), and restore identical to the source and to the document's own conversion.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import psycopg2
 import pytest
 
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.engines.postgresql import json_export, native
+from backup_engine.engines.postgresql import generated, json_export
 from backup_engine.targets import Target
 from tests import richdb_pg
 from tests.engine_api import BackupStore, convert_backup, create_backup, restore_backup
@@ -49,7 +48,7 @@ def test_the_twin_is_made_alongside_from_the_exports_snapshot(make_pg_database, 
     assert writes, "the export reported no progress"
     [twin] = manifest["companions"]
     twin_manifest = store.read_manifest(twin)
-    assert twin_manifest["converted_from"] == manifest["backup_filename"] and twin_manifest["method"] == "pg_dump"
+    assert twin_manifest["converted_from"] == manifest["backup_filename"] and twin_manifest["method"] == "sqlalchemy"
     assert twin_manifest["rows"] == manifest["rows"] and twin_manifest["origin"] == "worker"
     # one snapshot for both: the table created once the export had begun is in neither
     assert b"committed_after_zq" not in (store.folder / twin).read_bytes()
@@ -66,23 +65,9 @@ def test_the_twin_is_made_alongside_from_the_exports_snapshot(make_pg_database, 
     assert richdb_pg.database_state(through_conversion) == before
 
 
-def test_a_failing_pg_dump_costs_only_the_twin(make_pg_database, tmp_path):
-    source = make_pg_database("twin_fail")
-    richdb_pg.build_rich_database(source, rows_per_table=10, seed=4)
-    store = BackupStore(tmp_path / "backups")
-    failing = ClientTools(pg_dump=shutil.which("false"), psql=TOOLS.get("psql"))
-    manifest = create_backup(Target.from_url("src", source), store, tools=failing, format="json")
-    assert "companions" not in manifest and manifest["format"] == "json"
-    name = manifest["backup_filename"]
-    assert listing(store.folder) == sorted([name, f"{name}.meta.json"])  # no twin, no partial file
-    target = make_pg_database("twin_fail_dst")
-    restore_backup(Target.from_url("dst", target), store, name, tools=TOOLS)  # converted instead
-    assert richdb_pg.database_state(target) == richdb_pg.database_state(source)
-
-
-def test_pg_dump_reads_the_exported_snapshot_not_the_latest_rows(make_pg_database):
-    """The mechanism itself: a row committed after the export's snapshot is in pg_dump's output only
-    when pg_dump is not given that snapshot."""
+def test_the_twin_reads_the_exported_snapshot_not_the_latest_rows(make_pg_database):
+    """The mechanism itself: a row committed after the export's snapshot is in the generated script
+    only when the script is not given that snapshot."""
     source = make_pg_database("twin_snap")
     conn = psycopg2.connect(source)
     with conn, conn.cursor() as cur:
@@ -99,7 +84,7 @@ def test_pg_dump_reads_the_exported_snapshot_not_the_latest_rows(make_pg_databas
         late.close()
         for name, snap in (("with", snapshot), ("without", None)):
             out = io.BytesIO()
-            native.dump_sql(target, out, "full", TOOLS, snapshot=snap)
+            generated.dump_generated(target, out, "full", snapshot=snap)
             dumps[name] = out.getvalue()
         yield
 

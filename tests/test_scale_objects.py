@@ -92,7 +92,7 @@ def many(pg_server, tmp_path_factory):
     backups = {
         "native": operations.create(settings, target="src"),
         "fallback": operations.create(settings, target="src", method="sqlalchemy"),
-        "json": operations.create(settings, target="src", format="json"),  # its twin: pg_dump alongside
+        "json": operations.create(settings, target="src", format="json"),  # its twin written alongside
         "json_converted": operations.create(settings, target="src", format="json", twin_alongside=False),
         "pgdump": operations.create(settings, target="src", format="pgdump"),
     }
@@ -125,10 +125,10 @@ def test_the_source_is_too_big_for_one_transaction(many, pg_server):
 def test_each_format_restores_identical_into_a_new_and_over_an_existing_database(many, pg_server, kind):
     settings = many["settings"]
     name = many["backups"][kind]["backup_filename"]
-    if kind.startswith("json"):  # through its twin: made by pg_dump alongside, or converted from the document
+    if kind.startswith("json"):  # through its twin: written alongside, or converted from the document
         [twin] = many["backups"][kind]["companions"]
         method = operations.catalogue_for(settings).entry(twin).manifest.method
-        assert method == ("pg_dump" if kind == "json" else "json-conversion")
+        assert method == ("sqlalchemy" if kind == "json" else "json-conversion")
     result = operations.restore(settings, backup_filename=name, target="dst", source_target="src")
     assert result["built_beside"] is True
     assert shape(many["targets"]["dst"]) == many["shape"]

@@ -124,6 +124,14 @@ def snapshot_connection(target: Target, failure_message: str, what: str = "") ->
         raise errors.DumpError(failure_message, f"{what}{type(exc).__name__}: {exc}") from exc
 
 
+def import_snapshot(raw: Any, snapshot: str) -> None:
+    """Make the transaction `raw` is about to begin read exactly what the transaction that exported
+    `snapshot` (still open) reads. It must be the transaction's first statement: after SQLAlchemy
+    has set up a connection over `raw` (its first connect ends with a rollback), not before."""
+    with raw.cursor() as cur:
+        cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+
+
 END_SAVEPOINT = "ROLLBACK TO SAVEPOINT bw_table; RELEASE SAVEPOINT bw_table"  # back at the transaction's top
 
 

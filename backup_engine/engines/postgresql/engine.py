@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from backup_engine import errors
@@ -73,12 +72,11 @@ class PostgresEngine(Engine):
         return json_export.export_json(self.target, out, include_data, progress)
 
     def twin_alongside(self) -> bool:
-        pg_dump = self.tools.get("pg_dump")
-        return bool(pg_dump) and Path(pg_dump).is_file()
+        return True
 
     def export_json_with_twin(self, out: ByteSink, twin: ByteSink, include_data: str,
                               progress: Progress = no_progress) -> DumpResult:
-        dump = TwinDump(self.target, twin, include_data, self.tools)
+        dump = TwinDump(self.target, twin, include_data)
         result = json_export.export_json(self.target, out, include_data, progress, alongside=dump.running)
         result.twin, result.twin_failure = dump.result, dump.failure
         return result

@@ -14,7 +14,7 @@ from sqlalchemy import Table
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
-from backup_engine.engines.postgresql.connect import locks_released, snapshot_connection
+from backup_engine.engines.postgresql.connect import import_snapshot, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter
 from backup_engine.engines.reflection import sqlalchemy_connection
@@ -39,17 +39,21 @@ def copy_source(raw: Any, writer: PostgresScriptWriter) -> DataSource:
     return source
 
 
-def dump_generated(target: Target, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
+def dump_generated(target: Target, out: ByteSink, include_data: str, progress: Progress = no_progress,
+                   snapshot: str | None = None) -> DumpResult:
     """Write a restorable SQL script of `target` into `out` without any client tool.
 
     Raises DumpError(FALLBACK_FAILED, reason), or TargetUnavailable when the server is down;
     DumpError(FALLBACK_FAILED, "cannot carry ...") before anything is written when the database
     holds objects the script cannot carry. Database-level objects a dump of one database leaves
-    out are named in the result's `not_carried`.
+    out are named in the result's `not_carried`. With `snapshot`, the script is of that exported
+    snapshot (a JSON backup's twin).
     """
     progress(phase="dump", method=METHOD)
     with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, \
             sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
+        if snapshot is not None:
+            import_snapshot(raw, snapshot)
         with locks_released(raw):  # reading sequences' positions locks each one
             model = reflect_postgresql(conn)
         writer = PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)

@@ -109,14 +109,12 @@ def require_tool(path: str | None, name: str) -> str:
 
 
 def dump_sql(target: Target, out: ByteSink, include_data: str, tools: ClientTools,
-             progress: Progress = no_progress, snapshot: str | None = None) -> DumpResult:
-    """Stream `pg_dump --format=plain` of the target into `out`; raise unless it is complete.
-    With `snapshot` (exported by a transaction that stays open until pg_dump ends), the dump reads
-    exactly what that transaction sees."""
+             progress: Progress = no_progress) -> DumpResult:
+    """Stream `pg_dump --format=plain` of the target into `out`; raise unless it is complete."""
     pg_dump = require_tool(tools.get("pg_dump"), "pg_dump")
     version = server_version(target)  # fails fast, and as TargetUnavailable, when the server is down
     argv = [pg_dump, "--format=plain", "--no-owner", "--no-privileges", "--no-password",
-            *INCLUDE_DATA_FLAGS[include_data], *(["--snapshot", snapshot] if snapshot else [])]
+            *INCLUDE_DATA_FLAGS[include_data]]
     scanner = PlainDumpScanner()
     with client_run(target) as run, tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(dies_with_worker(argv), stdout=subprocess.PIPE, stderr=stderr,

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg2
 
 from backup_engine import errors
-from backup_engine.engines.postgresql.connect import locks_released, snapshot_connection
+from backup_engine.engines.postgresql.connect import import_snapshot, locks_released, snapshot_connection
 from backup_engine.formats.json_document import BLOCK, RowLines
 from backup_engine.targets import Target
 
@@ -85,8 +85,7 @@ class SecondStream:
                 self._snapshot = cur.fetchone()[0]
             self._connection = self._stack.enter_context(
                 snapshot_connection(self._target, errors.JSON_BACKUP_FAILED, "JSON export (second stream): "))
-            with self._connection.cursor() as cur:
-                cur.execute("SET TRANSACTION SNAPSHOT %s", (self._snapshot,))
+            import_snapshot(self._connection, self._snapshot)
         return self._connection
 
     def close(self) -> None:

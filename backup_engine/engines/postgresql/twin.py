@@ -1,11 +1,13 @@
-"""A JSON backup's `.sql` twin made alongside it: pg_dump reads the JSON export's own snapshot.
+"""A JSON backup's `.sql` twin made alongside it, from the JSON export's own exported snapshot.
 
-The twin then holds exactly the document's data, written by pg_dump at pg_dump's pace while the
-server renders the document, instead of converted from the document afterwards (which costs
-several times a dump: Python decodes every row). The export's transaction stays open until
-pg_dump has finished, so the snapshot it exported stays importable for pg_dump's whole start.
-A twin that fails is only a missing twin: the JSON stands on its own, and the twin is converted
-from it afterwards, as for every other engine.
+The twin is written by the same catalog reading and script writer as the SQLAlchemy fallback, so
+it carries exactly what the document carries (pg_dump would differ: it leaves out comments the
+document keeps, and it carries event triggers and publications the document names as not
+carried), and from the same snapshot, so it holds exactly the document's data. It is made while
+the server renders the document instead of converted from the document afterwards (which costs
+several times a dump: Python decodes every row). The export's transaction stays open until the
+twin is written. A twin that fails is only a missing twin: the JSON stands on its own, and the
+twin is converted from it afterwards, as for every other engine.
 """
 
 from __future__ import annotations
@@ -15,24 +17,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from backup_engine import errors
-from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult
-from backup_engine.engines.postgresql import native
+from backup_engine.dumpinfo import ByteSink, DumpResult
+from backup_engine.engines.postgresql import generated
 from backup_engine.targets import Target
 
 
 class TwinDump:
-    """pg_dump of an exported snapshot into the twin's sink, on a thread of its own."""
+    """The generated script of an exported snapshot, written into the twin's sink on a thread."""
 
-    def __init__(self, target: Target, out: ByteSink, include_data: str, tools: ClientTools) -> None:
-        self.target, self.out, self.include_data, self.tools = target, out, include_data, tools
+    def __init__(self, target: Target, out: ByteSink, include_data: str) -> None:
+        self.target, self.out, self.include_data = target, out, include_data
         self.result: DumpResult | None = None
         self.failure: str | None = None
 
     @contextmanager
     def running(self, snapshot: str) -> Iterator[None]:
-        """pg_dump runs while the block does; leaving waits for it (the exporting transaction,
-        which the caller ends after the block, must outlive pg_dump's import of the snapshot)."""
-        thread = threading.Thread(target=self._dump, args=(snapshot,), name="json-twin-pg-dump", daemon=True)
+        """The twin is written while the block runs; leaving waits for it (the exporting
+        transaction, which the caller ends after the block, must outlive the twin's import)."""
+        thread = threading.Thread(target=self._dump, args=(snapshot,), name="json-twin", daemon=True)
         thread.start()
         try:
             yield
@@ -41,7 +43,7 @@ class TwinDump:
 
     def _dump(self, snapshot: str) -> None:
         try:  # no progress from this thread: the task's reporter belongs to the export's thread
-            self.result = native.dump_sql(self.target, self.out, self.include_data, self.tools, snapshot=snapshot)
+            self.result = generated.dump_generated(self.target, self.out, self.include_data, snapshot=snapshot)
         except errors.BackupError as exc:
             self.failure = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure only costs the twin, never the JSON
