@@ -54,7 +54,7 @@ def create_backup(engine: Engine, catalogue: Catalogue, *, format: str = "sql", 
     progress(phase="start", target=target.name, format=format)
     with storage_failures(catalogue), \
             catalogue.new_artifact(format_named(format), prefix or target.name, created_at) as artifact, \
-            _twin_artifact(engine, catalogue, format if twin_alongside else None, prefix or target.name,
+            _twin_artifact(engine, catalogue, twin_alongside and format == "json", prefix or target.name,
                            created_at) as twin:
         result = _write(engine, artifact, format, include_data, method, csv_safe, progress, twin)
         progress(phase="publish")
@@ -70,10 +70,10 @@ def create_backup(engine: Engine, catalogue: Catalogue, *, format: str = "sql", 
 
 
 @contextmanager
-def _twin_artifact(engine: Engine, catalogue: Catalogue, format: str | None, prefix: str,
+def _twin_artifact(engine: Engine, catalogue: Catalogue, wanted: bool, prefix: str,
                    created_at: datetime) -> Iterator[NewArtifact | None]:
-    """The `.sql` twin's artifact, when the engine makes a JSON backup's twin alongside it."""
-    if format != "json" or not engine.twin_alongside():
+    """The `.sql` twin's artifact, when a JSON backup wants its twin alongside and the engine can."""
+    if not wanted or not engine.twin_alongside():
         yield None
         return
     with catalogue.new_artifact(format_named("sql"), prefix, created_at) as twin:
