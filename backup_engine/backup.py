@@ -85,11 +85,11 @@ def _with_twin(entry: Entry, twin: NewArtifact, result: DumpResult, engine: Engi
     """The JSON backup naming its twin, once the twin is published beside it (named `converted_from`
     the JSON, as a converted twin is). A twin that failed is only missing: the JSON's result then
     names none, and the plan converts one afterwards."""
-    made = result.twin
+    made, failure = result.twin, result.twin_failure
     if made is not None and (twin.content_bytes == 0 or not engine.script_complete(twin.tail)):
-        made, result.twin_failure = None, errors.INCOMPLETE_DUMP  # the checks a fallback dump passes
+        made, failure = None, errors.INCOMPLETE_DUMP  # the checks a fallback dump passes
     if made is None:
-        log.warning("the .sql twin of %s was not made alongside it: %s", entry.name, result.twin_failure)
+        log.warning("the .sql twin of %s was not made alongside it: %s", entry.name, failure)
         return entry
     try:
         published = twin.publish(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -403,21 +403,25 @@ class JsonBackupReader:
 
     def rows(self, key: str) -> Iterator[tuple[int, list[Any]]]:
         """(row number, values) of the table, values decoded by `json_values.loads_row`."""
-        table = self.tables[key]
-        width = len(table.columns)
         number = 0
         for block in self.row_blocks(key):
             for line in block.splitlines():
                 number += 1
-                try:
-                    values = json_values.loads_row(line)
-                except (ValueError, RecursionError) as exc:
-                    raise self.fail(table.first_line + number - 1,
-                                    f"table {key!r}, row {number}: not valid JSON ({exc})") from None
-                if type(values) is not list or len(values) != width:
-                    raise self.fail(table.first_line + number - 1,
-                                    f"table {key!r}, row {number}: expected an array of {width} values")
-                yield number, values
+                yield number, self.row_values(key, number, line, json_values.loads_row)
+
+    def row_values(self, key: str, number: int, line: Any, loads: Callable[[Any], Any]) -> list[Any]:
+        """Row `number` of table `key` decoded by `loads`, refused (naming the row and its line)
+        unless it is a JSON array as wide as the table."""
+        table = self.tables[key]
+        try:
+            values = loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise self.fail(table.first_line + number - 1,
+                            f"table {key!r}, row {number}: not valid JSON ({exc})") from None
+        if type(values) is not list or len(values) != len(table.columns):
+            raise self.fail(table.first_line + number - 1,
+                            f"table {key!r}, row {number}: expected an array of {len(table.columns)} values")
+        return values
 
 
 def read_document(path: Path, name: str | None = None, max_line_bytes: int = MAX_LINE_BYTES) -> JsonBackupReader:

@@ -119,8 +119,8 @@ def copy_blocks(reader: JsonBackupReader, key: str, columns: list[str]) -> Itera
 
 
 class _RowLines:
-    """Decodes a block's row lines with the C scanner in one pass; a block with anything unusual
-    (leading blanks, a bad row) is decoded again line by line, which names the faulty line."""
+    """Decodes a block's row lines with the C scanner in one pass; a block with a line that is not
+    exactly one array of the table's width is decoded again line by line, which names that line."""
 
     def __init__(self, reader: JsonBackupReader, key: str, width: int) -> None:
         self.reader, self.key, self.width = reader, key, width
@@ -139,20 +139,8 @@ class _RowLines:
         return values
 
     def _line_by_line(self, lines: list[str]) -> list[list[Any]]:
-        table = self.reader.tables[self.key]
-        decoded = []
-        for offset, line in enumerate(lines):
-            number = self.first_number + offset
-            try:
-                values = self.decoder.decode(line)
-            except (ValueError, RecursionError) as exc:
-                raise self.reader.fail(table.first_line + number - 1,
-                                       f"table {self.key!r}, row {number}: not valid JSON ({exc})") from None
-            if type(values) is not list or len(values) != self.width:
-                raise self.reader.fail(table.first_line + number - 1,
-                                       f"table {self.key!r}, row {number}: expected an array of {self.width} values")
-            decoded.append(values)
-        return decoded
+        return [self.reader.row_values(self.key, self.first_number + offset, line, self.decoder.decode)
+                for offset, line in enumerate(lines)]
 
 
 def _columns(rows: list[list[Any]], positions: list[int]) -> list[tuple[Any, ...]]:
