@@ -22,12 +22,15 @@ import pytest
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.engines.postgresql.reflect import JSON_LARGE_OBJECT_LIMIT
+from backup_engine.engines.postgresql.connect import snapshot_connection
+from backup_engine.engines.postgresql.reflect import JSON_LARGE_OBJECT_LIMIT, reflect_postgresql
+from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.formats.model import (
     CatalogNode,
     LargeObjectDef,
     PgCatalog,
     SchemaExtras,
+    data_columns,
     extras_from_dict,
     extras_to_dict,
 )
@@ -128,6 +131,27 @@ def test_the_zoo_round_trips_identical(dbs, zoo, tmp_path, how):
     manifest, restored = backup_and_restore(dbs, zoo, tmp_path / "backups", how, **METHODS[how])
     assert manifest["size_bytes"] > 0 and not manifest.get("not_carried")
     assert pg_compare.compare(dbs.url(zoo), dbs.url(restored)) == []
+
+
+def test_the_table_shapes_agree_with_sqlalchemy_reflection(dbs, zoo):
+    """The fallback builds its tables from the catalog (table_shapes), not by reflection: the same
+    tables, the same columns a dump writes, and the same foreign keys, so the same table order."""
+    target = Target.from_url("src", dbs.url(zoo))
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, \
+            sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
+        shaped = reflect_postgresql(conn, shapes_only=True).metadata
+        reflected = reflect_postgresql(conn).metadata
+
+    def foreign_keys(table):
+        return sorted((fk.name, fk.referred_table.key, tuple(fk.column_keys)) for fk in table.foreign_key_constraints)
+
+    assert len(reflected.tables) > 20 and sorted(shaped.tables) == sorted(reflected.tables)
+    for key, table in reflected.tables.items():
+        assert data_columns(shaped.tables[key]) == data_columns(table), key
+        assert [c.name for c in shaped.tables[key].columns] == [c.name for c in table.columns], key
+        assert foreign_keys(shaped.tables[key]) == foreign_keys(table), key
+    assert any(table.foreign_key_constraints for table in shaped.tables.values())
+    assert any(column.computed is not None for table in shaped.tables.values() for column in table.columns)
 
 
 def test_the_fallback_script_follows_dependencies(dbs, zoo, tmp_path):

@@ -250,6 +250,7 @@ class TableInfo:
         # the column's own DEFAULT (SQLAlchemy would hand a domain's default to its columns)
         self.column_defaults: dict[tuple[str, str, str], str] = {}
         self.kinds: dict[str, str] = {}  # key -> relkind
+        self.names: dict[str, tuple[str, str]] = {}  # key -> (schema, name)
         self.unlogged: set[str] = set()
         self.display_names: dict[str, str] = {}
         self.partition_keys: dict[str, str] = {}
@@ -267,6 +268,7 @@ def read_table_info(cur: Any) -> TableInfo:
          bound) in _rows(cur, TABLES_SQL):
         key = _key(schema, name)
         info.kinds[key] = kind
+        info.names[key] = (schema, name)
         info.display_names[key] = display
         if persistence == "u":
             info.unlogged.add(key)

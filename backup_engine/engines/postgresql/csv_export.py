@@ -12,7 +12,7 @@ from psycopg2 import sql
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
-from backup_engine.engines.postgresql.connect import locks_released, snapshot_connection
+from backup_engine.engines.postgresql.connect import LockWindow, snapshot_connection
 from backup_engine.formats import csv_zip
 from backup_engine.targets import Target
 
@@ -50,7 +50,7 @@ def export_csv(target: Target, out: ByteSink, include_data: str, progress: Progr
             cur.execute(TABLES_SQL)
             tables = cur.fetchall()
         entries = []
-        with csv_zip.open_zip(out) as archive:
+        with csv_zip.open_zip(out) as archive, LockWindow(raw) as window:
             for index, (schema, name, display, columns) in enumerate(tables):
                 entry = csv_zip.entry_name(index, f"{schema}.{name}")
                 select = sql.SQL("SELECT {} FROM ONLY {}").format(
@@ -61,7 +61,7 @@ def export_csv(target: Target, out: ByteSink, include_data: str, progress: Progr
                 query = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)"
                 with archive.open(entry, "w", force_zip64=True) as member:
                     member.write(csv_zip.header_line(columns))
-                    with locks_released(raw), \
+                    with window.table(), \
                             io.BufferedWriter(csv_zip.MemberWriter(member), buffer_size=csv_zip.BLOCK) as buffered, \
                             raw.cursor() as cur:
                         cur.copy_expert(query, buffered, size=csv_zip.BLOCK)

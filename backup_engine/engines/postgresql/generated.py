@@ -14,7 +14,7 @@ from sqlalchemy import Table
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
-from backup_engine.engines.postgresql.connect import import_snapshot, locks_released, snapshot_connection
+from backup_engine.engines.postgresql.connect import LockWindow, import_snapshot, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter
 from backup_engine.engines.reflection import sqlalchemy_connection
@@ -24,14 +24,14 @@ from backup_engine.targets import Target
 METHOD = "sqlalchemy"
 
 
-def copy_source(raw: Any, writer: PostgresScriptWriter) -> DataSource:
-    """Each table's rows as the server's own COPY text."""
+def copy_source(raw: Any, writer: PostgresScriptWriter, window: LockWindow) -> DataSource:
+    """Each table's rows as the server's own COPY text, its lock let go within `window`."""
 
     def source(table: Table, columns: list[str]) -> CopyData:
         query = f"COPY {writer.table_name(table)} ({writer.column_list(columns)}) TO STDOUT"
 
         def copy_to(file: Any) -> None:
-            with locks_released(raw), raw.cursor() as cur:
+            with window.table(), raw.cursor() as cur:
                 cur.copy_expert(query, file, size=COPY_BLOCK)
 
         return CopyData(columns=columns, copy_to=copy_to)
@@ -55,7 +55,7 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
         if snapshot is not None:
             import_snapshot(raw, snapshot)
         with locks_released(raw):  # reading sequences' positions locks each one
-            model = reflect_postgresql(conn)
+            model = reflect_postgresql(conn, shapes_only=True)
         writer = PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
 
         def large_object_source(oid: int) -> Any:
@@ -63,7 +63,8 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
                 yield from large_object_chunks(cur, oid)
 
         writer.large_object_source = large_object_source
-        table_rows = writer.write_script(model, include_data, copy_source(raw, writer))
+        with LockWindow(raw) as window:
+            table_rows = writer.write_script(model, include_data, copy_source(raw, writer, window))
     not_carried = model.extras.catalog.not_carried if model.extras.catalog else []
     return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows,
                       not_carried=list(not_carried))

@@ -17,7 +17,7 @@ from sqlalchemy import Table
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.postgresql import kinds as pg_kinds
-from backup_engine.engines.postgresql.connect import locks_released, snapshot_connection
+from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.split_copy import SecondStream, copy_split, second_stream
 from backup_engine.engines.reflection import sqlalchemy_connection
@@ -98,42 +98,45 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, colu
     del schema  # written: the rows need only the model
     tables = [(key, table) for key, table in metadata.tables.items()
               if include_data != "schema" and not model.extras.partition_keys.get(key)]
-    for index, (key, table) in enumerate(tables):
-        columns = row_columns[key]
-        writer.open_table(key, columns)
-        rows = 0
-        streams = 1
-        if columns:
-            expressions = [pg_kinds.export_expression(sql.Identifier(name).as_string(raw), kinds[key][name][0])
-                           for name in columns]
-            table_sql = sql.Identifier(table.schema, table.name).as_string(raw)
-
-            def query_for(where: str, expressions: list[str] = expressions, table_sql: str = table_sql) -> str:
-                return (f"COPY (SELECT pg_catalog.json_build_array({', '.join(expressions)}) FROM ONLY "  # noqa: S608
-                        f"{table_sql}{where}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
-
-            forwarder = RowLines(out)
-            middle = stream.pages_to_split(table_sql)
-            if middle:
-                copy_split(raw, stream, query_for, middle, forwarder)
-                streams = 2
-            else:
-                with locks_released(raw), io.BufferedWriter(forwarder, buffer_size=BLOCK) as buffered, \
-                        raw.cursor() as cur:
-                    cur.copy_expert(query_for(""), buffered, size=BLOCK)
-                    buffered.flush()
-            forwarder.close_rows()
-            rows = forwarder.rows
-        else:
-            with locks_released(raw), raw.cursor() as cur:
-                cur.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(table.schema, table.name)))
-                rows = cur.fetchone()[0]
-            out.write(b",\n".join([b"[]"] * rows) + (b"\n" if rows else b""))
-        writer.close_table(key, rows, index == len(tables) - 1)
-        progress(phase="dump", tables=index + 1, rows=sum(writer.table_rows.values()), table=key, streams=streams)
+    with LockWindow(raw) as window:
+        for index, (key, table) in enumerate(tables):
+            writer.open_table(key, row_columns[key])
+            rows, streams = _table_rows(raw, stream, window, table, row_columns[key], kinds[key], out)
+            writer.close_table(key, rows, index == len(tables) - 1)
+            progress(phase="dump", tables=index + 1, rows=sum(writer.table_rows.values()), table=key, streams=streams)
     writer.finish()
     names = {key: model.extras.display_names.get(key) or key for key in metadata.tables}
     table_rows = {names[key]: writer.table_rows.get(key, 0) for key in metadata.tables}
     not_carried = model.extras.catalog.not_carried if model.extras.catalog else []
     return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows,
                       not_carried=list(not_carried))
+
+
+def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: Table, columns: list[str],
+                kinds: dict[str, tuple], out: ByteSink) -> tuple[int, int]:
+    """Write one table's rows (one JSON array per line); returns how many, and in how many streams."""
+    table_sql = sql.Identifier(table.schema, table.name).as_string(raw)
+    if not columns:
+        with window.table(), raw.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM ONLY {table_sql}")  # noqa: S608 - a quoted identifier
+            rows = cur.fetchone()[0]
+        out.write(b",\n".join([b"[]"] * rows) + (b"\n" if rows else b""))
+        return rows, 1
+    expressions = [pg_kinds.export_expression(sql.Identifier(name).as_string(raw), kinds[name][0])
+                   for name in columns]
+
+    def query_for(where: str) -> str:
+        return (f"COPY (SELECT pg_catalog.json_build_array({', '.join(expressions)}) FROM ONLY "  # noqa: S608
+                f"{table_sql}{where}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+
+    forwarder = RowLines(out)
+    middle = stream.pages_to_split(table_sql)
+    if middle:
+        window.close()  # the split may export the snapshot: only outside a savepoint
+        copy_split(raw, stream, query_for, middle, forwarder)
+    else:
+        with window.table(), io.BufferedWriter(forwarder, buffer_size=BLOCK) as buffered, raw.cursor() as cur:
+            cur.copy_expert(query_for(""), buffered, size=BLOCK)
+            buffered.flush()
+    forwarder.close_rows()
+    return forwarder.rows, 2 if middle else 1

@@ -21,6 +21,7 @@ from backup_engine import errors
 from backup_engine.engines.postgresql import catalog
 from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.catalog_read import read_catalog
+from backup_engine.engines.postgresql.table_shapes import table_shapes
 from backup_engine.engines.reflection import freeze_reflected_text
 from backup_engine.formats.model import CatalogType, DatabaseModel, PgCatalog
 
@@ -36,12 +37,13 @@ REFLECT_BATCH = 1000
 
 
 def reflect_postgresql(conn: Connection, *, failure: str = errors.FALLBACK_FAILED,
-                       large_object_data: bool = False) -> DatabaseModel:
+                       large_object_data: bool = False, shapes_only: bool = False) -> DatabaseModel:
     """The model of the database behind `conn` (a session with search_path = pg_catalog).
 
     Raises DumpError(failure, "cannot carry ...") naming every object the script cannot carry;
     with `large_object_data` the large objects' bytes are read into the model (a JSON document
-    holds them), up to JSON_LARGE_OBJECT_LIMIT.
+    holds them), up to JSON_LARGE_OBJECT_LIMIT. With `shapes_only` the tables carry only their
+    columns and foreign keys (`table_shapes`): enough for a script written from the catalog.
     """
     cur = conn.connection.dbapi_connection.cursor()
     reading = read_catalog(cur)
@@ -54,10 +56,17 @@ def reflect_postgresql(conn: Connection, *, failure: str = errors.FALLBACK_FAILE
     extras.catalog = reading.catalog
     cur.execute("SHOW server_version")
     version = cur.fetchone()[0]
+    metadata = table_shapes(cur, info.names) if shapes_only else _reflected(conn, info)
+    cur.close()
+    return DatabaseModel(dialect=ENGINE_NAME, metadata=metadata, extras=extras, server_version=version)
+
+
+def _reflected(conn: Connection, info: catalog.TableInfo) -> MetaData:
+    """The tables as SQLAlchemy reflects them, with exact types, defaults and flags from the catalog."""
     metadata = MetaData()
-    schemas = sorted({key.rsplit(".", 1)[0] for key in info.kinds} | {"public"} | set(extras.schemas))
+    schemas = sorted({schema for schema, _ in info.names.values()})
     for schema in schemas:
-        names = [key.split(".", 1)[1] for key in info.kinds if key.split(".", 1)[0] == schema]
+        names = [name for table_schema, name in info.names.values() if table_schema == schema]
         for first in range(0, len(names), REFLECT_BATCH):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SAWarning)  # unknown types: replaced by catalog types below
@@ -85,8 +94,7 @@ def reflect_postgresql(conn: Connection, *, failure: str = errors.FALLBACK_FAILE
             if flags and flags[0]:
                 constraint.deferrable = True
                 constraint.initially = "DEFERRED" if flags[1] else "IMMEDIATE"
-    cur.close()
-    return DatabaseModel(dialect=ENGINE_NAME, metadata=metadata, extras=extras, server_version=version)
+    return metadata
 
 
 def _read_large_object_data(cur: object, catalog: PgCatalog) -> list[str]:
