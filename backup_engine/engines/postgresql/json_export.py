@@ -130,7 +130,7 @@ def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: Table
                 f"{table_sql}{where}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
 
     forwarder = RowLines(out)
-    middle = stream.pages_to_split(table_sql)
+    middle = stream.pages_to_split(table.schema, table.name)
     if middle:
         window.close()  # the split may export the snapshot: only outside a savepoint
         copy_split(raw, stream, query_for, middle, forwarder)

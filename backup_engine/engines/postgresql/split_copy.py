@@ -28,7 +28,11 @@ from backup_engine.targets import Target
 
 SPLIT_BYTES = 32 << 20  # a table smaller than this is one stream: a second one would cost more than it saves
 TID_RANGE_SCANS = 140000  # server_version_num from which `ctid < '(n,0)'` is a range scan, not a filter
-TABLE_SIZE = "SELECT pg_catalog.pg_relation_size(%s::regclass), pg_catalog.current_setting('block_size')::int"
+# The tables worth two streams, read once for the export (a query per table was a round trip each).
+BIG_TABLES = """
+SELECT n.nspname, c.relname, pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND pg_catalog.pg_relation_size(c.oid) >= %s"""
 
 
 class _WholeLines(io.RawIOBase):
@@ -65,18 +69,21 @@ class SecondStream:
         self._snapshot: str | None = None
         self._connection: Any = None
         self._stack = contextlib.ExitStack()
+        self._big: dict[tuple[str, str], int] | None = None
         with raw.cursor() as cur:
             cur.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
             self.available = cur.fetchone()[0] >= TID_RANGE_SCANS
 
-    def pages_to_split(self, table_sql: str) -> int | None:
+    def pages_to_split(self, schema: str, name: str) -> int | None:
         """Half the table's pages when it is worth two streams, else None."""
         if not self.available:
             return None
-        with self._raw.cursor() as cur:
-            cur.execute(TABLE_SIZE, (table_sql,))
-            size, block_size = cur.fetchone()
-        return size // block_size // 2 if size >= SPLIT_BYTES else None
+        if self._big is None:
+            with self._raw.cursor() as cur:
+                cur.execute(BIG_TABLES, (SPLIT_BYTES,))
+                self._big = {(table_schema, table): pages for table_schema, table, pages in cur.fetchall()}
+        pages = self._big.get((schema, name))
+        return pages // 2 if pages else None
 
     def connection(self) -> Any:
         if self._connection is None:
