@@ -79,12 +79,6 @@ LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
 WHERE c.relkind IN ('r', 'p') AND {USER_NS} AND {_not_extension_member('pg_class', 'c.oid')}
 ORDER BY 1, 2"""
 
-# Constraint attributes SQLAlchemy does not reflect for every kind (deferrability).
-CONSTRAINT_FLAGS_SQL = f"""
-SELECT n.nspname, c.relname, co.conname, co.condeferrable, co.condeferred
-FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE co.contype IN ('p', 'u', 'f') AND {USER_NS}"""
-
 # Constraints SQLAlchemy does not reflect (exclusion), and a partition's own constraints
 # (a partition is created with PARTITION OF and inherits the rest).
 EXTRA_CONSTRAINTS_SQL = f"""
@@ -255,7 +249,6 @@ class TableInfo:
         self.display_names: dict[str, str] = {}
         self.partition_keys: dict[str, str] = {}
         self.partitions: list[PartitionDef] = []
-        self.constraint_flags: dict[tuple[str, str, str], tuple[bool, bool]] = {}
 
 
 def read_table_info(cur: Any) -> TableInfo:
@@ -276,8 +269,6 @@ def read_table_info(cur: Any) -> TableInfo:
             info.partition_keys[key] = partkey
         if is_partition and pname:
             info.partitions.append(PartitionDef(table=key, parent=_key(pschema, pname), bound=bound))
-    for schema, table, name, deferrable, deferred in _rows(cur, CONSTRAINT_FLAGS_SQL):
-        info.constraint_flags[(schema, table, name)] = (deferrable, deferred)
     return info
 
 

@@ -126,8 +126,8 @@ def snapshot_connection(target: Target, failure_message: str, what: str = "") ->
 
 def import_snapshot(raw: Any, snapshot: str) -> None:
     """Make the transaction `raw` is about to begin read exactly what the transaction that exported
-    `snapshot` (still open) reads. It must be the transaction's first statement: after SQLAlchemy
-    has set up a connection over `raw` (its first connect ends with a rollback), not before."""
+    `snapshot` (still open) reads. It must be the transaction's first statement (and a SQLAlchemy
+    connection set up over `raw` afterwards would end it: its first connect rolls back)."""
     with raw.cursor() as cur:
         cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
 

@@ -17,7 +17,6 @@ from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.connect import LockWindow, import_snapshot, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter
-from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.formats.sql_script import COPY_BLOCK, CopyData, DataSource
 from backup_engine.targets import Target
 
@@ -50,12 +49,11 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
     snapshot (a JSON backup's twin).
     """
     progress(phase="dump", method=METHOD)
-    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, \
-            sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn:
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw:
         if snapshot is not None:
             import_snapshot(raw, snapshot)
         with locks_released(raw):  # reading sequences' positions locks each one
-            model = reflect_postgresql(conn, shapes_only=True)
+            model = reflect_postgresql(raw, shapes_only=True)
         writer = PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
 
         def large_object_source(oid: int) -> Any:

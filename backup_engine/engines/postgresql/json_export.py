@@ -20,7 +20,6 @@ from backup_engine.engines.postgresql import kinds as pg_kinds
 from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.split_copy import SecondStream, copy_split, second_stream
-from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
 from backup_engine.formats.json_schema import model_to_dict
 from backup_engine.formats.model import DatabaseModel
@@ -53,9 +52,9 @@ def export_json(target: Target, out: ByteSink, include_data: str,
     `alongside` is given the id of the snapshot the document is read from, before anything is
     read, and its block lasts until the document is written (the `.sql` twin's pg_dump)."""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
-            sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn, _sharing_snapshot(raw, alongside):
+            _sharing_snapshot(raw, alongside):
         with locks_released(raw):  # reading sequences' positions locks each one
-            model = reflect_postgresql(conn, failure=errors.JSON_BACKUP_FAILED,
+            model = reflect_postgresql(raw, failure=errors.JSON_BACKUP_FAILED,
                                        large_object_data=include_data != "schema")
         with raw.cursor() as cur:
             column_kinds = pg_kinds.column_kinds(cur)

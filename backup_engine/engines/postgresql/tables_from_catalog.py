@@ -1,0 +1,203 @@
+# ruff: noqa: S608 - the queries are constants; f-strings only splice other constants (filters)
+"""The user tables as SQLAlchemy `Table`s, built from a few bulk catalog queries, not reflected.
+
+SQLAlchemy's reflection was about half of an export's time at thousands of tables (it parses
+each type and constraint definition in Python, and builds indexes the exports do not use). Two
+builders:
+
+- `table_definitions`: each table whole, as a JSON document's schema holds it (exact types,
+  defaults, generation, identity, comments, keys, unique constraints, checks, foreign keys),
+  field for field what the reflection gave (tests/test_fidelity.py compares them);
+- `table_shapes`: names, columns in order (generated ones marked: they get no data) and foreign
+  keys (tables are written in key order): all a script written from `catalog_read`'s nodes needs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Computed,
+    ForeignKeyConstraint,
+    Identity,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    UniqueConstraint,
+    literal_column,
+)
+from sqlalchemy.schema import DefaultClause
+from sqlalchemy.util import strip_outer_parens
+
+from backup_engine.engines.postgresql.catalog import USER_NS, TableInfo
+from backup_engine.formats.model import CatalogType
+
+COLUMNS_SQL = f"""
+SELECT n.nspname, c.relname, a.attname,
+       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND {USER_NS}
+ORDER BY n.nspname, c.relname, a.attnum"""
+
+# Each foreign key with its columns and the referred table's, pairwise in key order.
+FOREIGN_KEYS_SQL = f"""
+SELECT n.nspname, c.relname, co.conname, rn.nspname, rc.relname,
+       ARRAY(SELECT a.attname FROM unnest(co.conkey) WITH ORDINALITY k(num, i)
+             JOIN pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.num ORDER BY k.i),
+       ARRAY(SELECT a.attname FROM unnest(co.confkey) WITH ORDINALITY k(num, i)
+             JOIN pg_attribute a ON a.attrelid = co.confrelid AND a.attnum = k.num ORDER BY k.i)
+FROM pg_constraint co
+JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class rc ON rc.oid = co.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE co.contype = 'f' AND {USER_NS}
+ORDER BY n.nspname, c.relname, co.conname"""
+
+
+def table_shapes(cur: Any, names: dict[str, tuple[str, str]]) -> MetaData:
+    """A `MetaData` of the tables `names` holds (key -> (schema, name)): columns and foreign keys only.
+
+    A foreign key to a table outside `names` (an extension's own) is left out: it only orders
+    tables here, and the script creates it from the catalog."""
+    metadata = MetaData()
+    columns: dict[str, list[Column]] = {}
+    cur.execute(COLUMNS_SQL)
+    for schema, table, column, generated in cur.fetchall():
+        key = f"{schema}.{table}"
+        if key in names:
+            marks = [Computed(generated, persisted=True)] if generated is not None else []
+            columns.setdefault(key, []).append(Column(column, *marks))
+    for key, (schema, name) in sorted(names.items()):
+        Table(name, metadata, *columns.get(key, ()), schema=schema)
+    cur.execute(FOREIGN_KEYS_SQL)
+    for schema, table, name, referred_schema, referred, local, remote in cur.fetchall():
+        parent, target = metadata.tables.get(f"{schema}.{table}"), metadata.tables.get(f"{referred_schema}.{referred}")
+        if parent is not None and target is not None:
+            parent.append_constraint(ForeignKeyConstraint([parent.c[column] for column in local],
+                                                          [target.c[column] for column in remote], name=name))
+    return metadata
+
+
+# --- whole definitions: what a JSON document's schema holds of each table -----------------------
+# Columns as SQLAlchemy's reflection gives them: a domain's NOT NULL makes its columns NOT NULL,
+# an identity column carries its sequence's options.
+DEFINITION_COLUMNS_SQL = f"""
+SELECT n.nspname, c.relname, a.attname, a.attnotnull OR (t.typtype = 'd' AND t.typnotnull),
+       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+       a.attidentity = 'a', s.seqrelid IS NOT NULL, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache,
+       s.seqcycle, pg_catalog.col_description(c.oid, a.attnum)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_depend dep ON a.attidentity <> '' AND dep.refclassid = 'pg_class'::regclass
+     AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.classid = 'pg_class'::regclass
+     AND dep.deptype = 'i'
+LEFT JOIN pg_sequence s ON s.seqrelid = dep.objid
+WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND {USER_NS}
+ORDER BY n.nspname, c.relname, a.attnum"""
+
+# Keys, unique constraints, checks and foreign keys, with what each kind needs; columns in key
+# order. PostgreSQL 15's fields (ON DELETE SET NULL (columns), NULLS NOT DISTINCT) through
+# to_jsonb, so that older servers read them as absent.
+DEFINITION_CONSTRAINTS_SQL = f"""
+SELECT n.nspname, c.relname, co.conname, co.contype::text,
+       ARRAY(SELECT a.attname FROM unnest(co.conkey) WITH ORDINALITY k(num, i)
+             JOIN pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.num ORDER BY k.i),
+       CASE WHEN co.contype = 'c' THEN pg_get_constraintdef(co.oid, true) END,
+       rn.nspname, rc.relname,
+       ARRAY(SELECT a.attname FROM unnest(co.confkey) WITH ORDINALITY k(num, i)
+             JOIN pg_attribute a ON a.attrelid = co.confrelid AND a.attnum = k.num ORDER BY k.i),
+       co.confupdtype::text, co.confdeltype::text, co.confmatchtype::text,
+       ARRAY(SELECT quote_ident(a.attname) FROM jsonb_array_elements_text(
+                    coalesce(nullif(to_jsonb(co) -> 'confdelsetcols', 'null'), '[]')) WITH ORDINALITY k(num, i)
+             JOIN pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.num::int ORDER BY k.i),
+       co.condeferrable, co.condeferred, coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)
+FROM pg_constraint co
+JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class rc ON rc.oid = co.confrelid LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+LEFT JOIN pg_index i ON i.indexrelid = co.conindid
+WHERE co.contype IN ('p', 'u', 'c', 'f') AND c.relkind IN ('r', 'p') AND {USER_NS}
+ORDER BY n.nspname, c.relname, co.conname"""
+
+TABLE_COMMENTS_SQL = f"""
+SELECT n.nspname, c.relname, pg_catalog.obj_description(c.oid, 'pg_class')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND {USER_NS} AND pg_catalog.obj_description(c.oid, 'pg_class') IS NOT NULL"""
+
+# pg_constraint's action codes as a foreign key's clause (NO ACTION, the default: none).
+FOREIGN_KEY_ACTIONS = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+# pg_get_constraintdef's CHECK, as SQLAlchemy's reflection reads it.
+CHECK_DEFINITION = re.compile(r"^CHECK *\((.+)\)( NO INHERIT)?( NOT VALID)?$", re.DOTALL)
+
+
+def table_definitions(cur: Any, info: TableInfo) -> MetaData:
+    """A `MetaData` of every table `info` names, whole: columns with their exact types, defaults,
+    generation, identity and comments; keys, unique constraints, checks and foreign keys (no
+    indexes: they come from the catalog), as SQLAlchemy's reflection gave them."""
+    metadata = MetaData()
+    columns: dict[str, list[Column]] = {}
+    cur.execute(DEFINITION_COLUMNS_SQL)
+    for (schema, table, name, not_null, generated, always, identity, start, increment, minimum, maximum, cache,
+         cycle, comment) in cur.fetchall():
+        key = f"{schema}.{table}"
+        if key not in info.names:
+            continue
+        marks: list[Any] = []
+        if generated is not None:
+            marks.append(Computed(literal_column(generated), persisted=True))
+        if identity:
+            marks.append(Identity(always=always, start=start, increment=increment, minvalue=minimum,
+                                  maxvalue=maximum, cycle=cycle, cache=cache))
+        default = info.column_defaults.get((schema, table, name)) if generated is None else None
+        column = Column(name, CatalogType(info.column_types[(schema, table, name)]), *marks, nullable=not not_null,
+                        comment=comment,
+                        server_default=DefaultClause(literal_column(default), _reflected=True) if default else None)
+        column.autoincrement = False  # serial and identity come from the catalog, never SERIAL
+        columns.setdefault(key, []).append(column)
+    for key, (schema, name) in sorted(info.names.items()):
+        table = Table(name, metadata, *columns.get(key, ()), schema=schema)
+        if key in info.unlogged:
+            table._prefixes = ["UNLOGGED"]
+        if key in info.partition_keys:
+            table.dialect_options["postgresql"]["partition_by"] = info.partition_keys[key]
+    cur.execute(TABLE_COMMENTS_SQL)
+    for schema, name, comment in cur.fetchall():
+        if (table := metadata.tables.get(f"{schema}.{name}")) is not None:
+            table.comment = comment
+    cur.execute(DEFINITION_CONSTRAINTS_SQL)
+    for row in cur.fetchall():
+        if (table := metadata.tables.get(f"{row[0]}.{row[1]}")) is not None:
+            constraint = _constraint(metadata, table, *row[2:])
+            if constraint is not None:
+                table.append_constraint(constraint)
+    return metadata
+
+
+def _constraint(metadata: MetaData, table: Table, name: str, kind: str, local: list[str], check: str | None,
+                referred_schema: str | None, referred: str | None, remote: list[str], on_update: str,
+                on_delete: str, match: str, delete_set: list[str], deferrable: bool, deferred: bool,
+                nulls_not_distinct: bool) -> Any:
+    when = {"deferrable": True, "initially": "DEFERRED" if deferred else "IMMEDIATE"} if deferrable else {}
+    if kind == "p":
+        return PrimaryKeyConstraint(*local, name=name, **when)
+    if kind == "u":
+        return UniqueConstraint(*local, name=name, postgresql_nulls_not_distinct=nulls_not_distinct or None, **when)
+    if kind == "c":
+        found = CHECK_DEFINITION.match(check or "")
+        return CheckConstraint(literal_column(strip_outer_parens(found.group(1)) if found else ""), name=name)
+    target = metadata.tables.get(f"{referred_schema}.{referred}")
+    if target is None:
+        return None
+    deleting = FOREIGN_KEY_ACTIONS.get(on_delete)
+    if deleting and delete_set:
+        deleting += f" ({', '.join(delete_set)})"
+    return ForeignKeyConstraint([table.c[column] for column in local], [target.c[column] for column in remote],
+                                name=name, onupdate=FOREIGN_KEY_ACTIONS.get(on_update), ondelete=deleting,
+                                match="FULL" if match == "f" else None, **when)
