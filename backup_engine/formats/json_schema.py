@@ -23,6 +23,7 @@ from sqlalchemy import (
     literal_column,
 )
 from sqlalchemy.schema import DefaultClause
+from sqlalchemy.sql.elements import ColumnClause
 
 from backup_engine import errors
 from backup_engine.formats import json_values
@@ -34,7 +35,11 @@ def _default_text(column: Column) -> str | None:
     default = column.server_default
     if isinstance(default, DefaultClause):
         arg = default.arg
-        return arg if isinstance(arg, str) else getattr(arg, "text", None) or str(arg)
+        if isinstance(arg, str):
+            return arg
+        if isinstance(arg, ColumnClause) and arg.is_literal:
+            return arg.name  # a literal column's text, as compiling it would print it
+        return getattr(arg, "text", None) or str(arg)
     return None
 
 
