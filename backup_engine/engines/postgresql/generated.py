@@ -1,6 +1,6 @@
 """The SQLAlchemy fallback for PostgreSQL: a restorable script without pg_dump.
 
-Schema from reflection plus the catalog, data through `COPY ... TO STDOUT` straight into the
+Schema from the catalog (its tables as `table_shapes`), data through `COPY ... TO STDOUT` straight into the
 script's `COPY ... FROM stdin` blocks in 1 MiB writes (no per-row Python: the server renders,
 which is what gets near pg_dump's speed), all in one REPEATABLE READ read-only snapshot.
 """
