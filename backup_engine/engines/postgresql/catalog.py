@@ -109,8 +109,7 @@ FROM pg_constraint co WHERE co.contypid <> 0 AND co.contype = 'c' ORDER BY co.co
 
 SEQUENCES_SQL = f"""
 SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
-       s.seqcache, s.seqcycle, d.deptype::text, tn.nspname, tc.relname, a.attname,
-       pg_catalog.pg_sequence_last_value(c.oid)
+       s.seqcache, s.seqcycle, d.deptype::text, tn.nspname, tc.relname, a.attname
 FROM pg_sequence s
 JOIN pg_class c ON c.oid = s.seqrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -277,26 +276,19 @@ SEQUENCE_POSITIONS_BATCH = 500
 
 
 def read_sequences(cur: Any) -> list[SequenceDef]:
-    """Every sequence with its position. `pg_sequence_last_value` gives a called sequence's in the
-    one catalog query (a `SELECT last_value` per sequence cost 0.5 s for 2,000 of them); the
-    others (never called, or set with `is_called` false) are read as pg_dump reads them, in
-    batches of SEQUENCE_POSITIONS_BATCH: `SELECT last_value, is_called` from each."""
+    """Every sequence with its position; positions are read in batches (one query per 500
+    sequences: `SELECT last_value, is_called` is per sequence relation)."""
     from psycopg2 import sql
 
-    sequences, uncalled = [], []
+    sequences = []
     for (schema, name, data_type, start, increment, min_value, max_value, cache, cycle, deptype, tschema, table,
-         column, last_value) in _rows(cur, SEQUENCES_SQL):
-        sequence = SequenceDef(schema=schema, name=name, data_type=data_type, start=start, increment=increment,
-                               min_value=min_value, max_value=max_value, cache=cache, cycle=cycle,
-                               owned_by=[tschema, table, column] if deptype and column else None,
-                               identity=deptype == "i")
-        if last_value is None:
-            uncalled.append(sequence)
-        else:
-            sequence.last_value, sequence.is_called = last_value, True
-        sequences.append(sequence)
-    for first in range(0, len(uncalled), SEQUENCE_POSITIONS_BATCH):
-        batch = uncalled[first:first + SEQUENCE_POSITIONS_BATCH]
+         column) in _rows(cur, SEQUENCES_SQL):
+        sequences.append(SequenceDef(schema=schema, name=name, data_type=data_type, start=start, increment=increment,
+                                     min_value=min_value, max_value=max_value, cache=cache, cycle=cycle,
+                                     owned_by=[tschema, table, column] if deptype and column else None,
+                                     identity=deptype == "i"))
+    for first in range(0, len(sequences), SEQUENCE_POSITIONS_BATCH):
+        batch = sequences[first:first + SEQUENCE_POSITIONS_BATCH]
         query = sql.SQL(" UNION ALL ").join(
             sql.SQL("SELECT {}::integer, last_value, is_called FROM {}.{}").format(
                 sql.Literal(index), sql.Identifier(seq.schema or "public"), sql.Identifier(seq.name))
