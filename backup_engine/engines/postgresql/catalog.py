@@ -277,7 +277,10 @@ SEQUENCE_POSITIONS_BATCH = 500
 
 def read_sequences(cur: Any) -> list[SequenceDef]:
     """Every sequence with its position; positions are read in batches (one query per 500
-    sequences: `SELECT last_value, is_called` is per sequence relation)."""
+    sequences: `SELECT last_value, is_called` is per sequence relation). Not with
+    `pg_sequence_last_value`, though it is 40x faster: it locks each sequence for the whole
+    transaction (a sequence's lock belongs to the top transaction, so no savepoint lets it go),
+    and an export of 5,000 tables would hold 5,000 more locks to its end."""
     from psycopg2 import sql
 
     sequences = []
