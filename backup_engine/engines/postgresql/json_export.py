@@ -26,7 +26,7 @@ from backup_engine.formats.model import DatabaseModel
 from backup_engine.targets import Target
 
 METHOD = "postgresql-json"
-# Given the exported snapshot's id, a block that runs beside the export (the twin's pg_dump).
+# Given the exported snapshot's id, a block that runs beside the export (the `.sql` twin's script writer).
 Alongside = Callable[[str], AbstractContextManager[None]]
 
 PG_PORTABLE_INDEXES_SQL = """
@@ -50,7 +50,7 @@ def export_json(target: Target, out: ByteSink, include_data: str,
     """Write the JSON document of a PostgreSQL target into `out`; rows are rendered by the server.
 
     `alongside` is given the id of the snapshot the document is read from, before anything is
-    read, and its block lasts until the document is written (the `.sql` twin's pg_dump)."""
+    read, and its block lasts until the document is written (the `.sql` twin, `twin.TwinDump`)."""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
             _sharing_snapshot(raw, alongside):
         with locks_released(raw):  # reading sequences' positions locks each one

@@ -1,6 +1,6 @@
 """A live PostgreSQL database as a `DatabaseModel`, read from the catalog.
 
-`table_shapes.py` builds the tables as SQLAlchemy `Table`s (what a conversion to another engine
+`tables_from_catalog.py` builds the tables as SQLAlchemy `Table`s (what a conversion to another engine
 reads, and what orders the data), as SQLAlchemy's reflection gave them but from a few bulk catalog
 queries: reflection was about half of an export's time at thousands of tables. `catalog.py` adds
 the typed lists of objects a document that is not ours may restore from; `catalog_read.py` reads
