@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -35,10 +36,16 @@ BLOCK = 1 << 20
 
 
 def take_snapshot(target: Target, dest_path: Path) -> dict[str, int]:
-    """Copy the target into `dest_path` (an empty file) with the online backup API; its row counts.
+    """Copy the target into `dest_path` (an empty file), then check and count the copy."""
+    copy_snapshot(target, dest_path)
+    return verified_row_counts(dest_path)
+
+
+def copy_snapshot(target: Target, dest_path: Path) -> None:
+    """Copy the target into `dest_path` (an empty file) with the online backup API.
 
     The copy is taken in one backup step inside a read transaction: one committed state,
-    whatever other processes are writing. It is then checked and counted on its own.
+    whatever other processes are writing. It is checked on its own (`verified_row_counts`).
     """
     source = files.existing_database_path(target)
     try:
@@ -46,7 +53,6 @@ def take_snapshot(target: Target, dest_path: Path) -> dict[str, int]:
                 closing(sqlite3.connect(dest_path, isolation_level=None)) as dest:
             src.backup(dest, pages=-1)
             dest.execute("PRAGMA journal_mode=DELETE")  # a WAL source would leave a WAL-mode copy
-        return verified_row_counts(dest_path)
     except sqlite3.Error as exc:
         if files.is_transient(exc):
             raise errors.TargetUnavailable(errors.TARGET_UNREACHABLE, f"{source.name}: {exc}") from exc
@@ -54,6 +60,7 @@ def take_snapshot(target: Target, dest_path: Path) -> dict[str, int]:
 
 
 def verified_row_counts(path: Path) -> dict[str, int]:
+    """The row counts of the database at `path`, once `PRAGMA integrity_check` has passed it."""
     with closing(files.open_read_only(path)) as conn:
         problem = files.check_integrity(conn)
         if problem:
@@ -61,20 +68,37 @@ def verified_row_counts(path: Path) -> dict[str, int]:
         return files.count_rows(conn)
 
 
+def _checked_snapshot(path: Path) -> dict[str, int]:
+    try:
+        return verified_row_counts(path)
+    except sqlite3.Error as exc:
+        raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"integrity_check of the snapshot: {exc}") from exc
+
+
 @contextmanager
-def private_snapshot(target: Target, scratch_dir: Path) -> Iterator[tuple[Path, dict[str, int]]]:
-    """A snapshot of the target in a private folder of the scratch space, removed afterwards."""
+def private_snapshot(target: Target, scratch_dir: Path) -> Iterator[tuple[Path, Future[dict[str, int]]]]:
+    """A snapshot of the target in a private folder of the scratch space, removed afterwards,
+    with its verified row counts to come.
+
+    The check (`integrity_check`, then the counts) runs on its own thread while the caller reads
+    the copy: SQLite lets go of the GIL while it works, so the check costs no time of its own
+    next to the compression of a snapshot or the writing of its script. The caller must take the
+    counts (`.result()`, which raises when the check failed) before it calls the backup good.
+    """
     with private_folder(scratch_dir) as folder:
         snap = folder / "snapshot.sqlite3"
         os.close(os.open(snap, os.O_WRONLY | os.O_CREAT | os.O_EXCL, files.FILE_MODE))
-        yield snap, take_snapshot(target, snap)
+        copy_snapshot(target, snap)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-check") as pool:
+            yield snap, pool.submit(_checked_snapshot, snap)
 
 
 def write_snapshot(target: Target, out: ByteSink, scratch_dir: Path) -> DumpResult:
-    """The `sqlite` format: a snapshot, streamed into `out`."""
-    with private_snapshot(target, scratch_dir) as (snap, table_rows), snap.open("rb") as handle:
+    """The `sqlite` format: a snapshot, streamed into `out` while it is checked."""
+    with private_snapshot(target, scratch_dir) as (snap, checked), snap.open("rb") as handle:
         while block := handle.read(BLOCK):
             out.write(block)
+        table_rows = checked.result()
     return DumpResult(method=SNAPSHOT_METHOD, server_version=sqlite3.sqlite_version, table_rows=table_rows)
 
 
@@ -111,9 +135,10 @@ def dump_native(target: Target, out: ByteSink, include_data: str, scratch_dir: P
                 progress: Progress = no_progress) -> DumpResult:
     """The script of a private snapshot: the source's read lock stays short, the dump consistent,
     and its rows are checked against the snapshot's own counts."""
-    with private_snapshot(target, scratch_dir) as (snap, counts):
+    with private_snapshot(target, scratch_dir) as (snap, checked):
         table_rows = dump_file(snap, out, include_data, progress, header=NATIVE_HEADER,
                                failure=errors.NATIVE_BACKUP_FAILED)
+        counts = checked.result()
     expected = {name: (0 if include_data == "schema" else rows) for name, rows in counts.items()}
     if table_rows != expected:
         raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, "rows written differ from the snapshot's row counts")
