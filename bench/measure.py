@@ -53,10 +53,13 @@ def measure(argv: list[str], env: dict[str, str] | None = None, stdin_text: str 
 def measure_child(settings_env: dict[str, str], mode: str, *args: str) -> Measurement:
     """One of our paths (bench.child MODE) in a fresh interpreter, configured by `settings_env`.
 
-    Wall time includes the interpreter's start and imports (about 0.6 s), which a running worker
-    pays once, not per task; the child also reports the operation's own time (`task_s`)."""
+    Wall time includes the interpreter's start and imports (about 0.3 s), which a running worker
+    pays once, not per task; the child also reports the operation's own time (`task_s`). The child
+    may cache its compiled modules (PYTHONDONTWRITEBYTECODE is dropped), as an installed worker
+    has them: otherwise every child would compile the project's sources again (0.08 s each)."""
     with tempfile.NamedTemporaryFile("r", suffix=".task") as task_file:
-        env = {**os.environ, **settings_env, "PYTHONPATH": str(ROOT), TASK_TIME_FILE: task_file.name}
+        inherited = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+        env = {**inherited, **settings_env, "PYTHONPATH": str(ROOT), TASK_TIME_FILE: task_file.name}
         result = measure([sys.executable, "-m", "bench.child", mode, *args], env=env)
         reported = task_file.read().strip()
     return Measurement(result.wall_s, result.peak_rss_mb, float(reported) if reported else None)
