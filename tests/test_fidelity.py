@@ -26,9 +26,10 @@ from sqlalchemy.schema import DefaultClause
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.engines.postgresql.catalog import read_table_info
+from backup_engine.engines.postgresql.catalog import read_sequences, read_table_info
 from backup_engine.engines.postgresql.connect import snapshot_connection
 from backup_engine.engines.postgresql.reflect import JSON_LARGE_OBJECT_LIMIT
+from backup_engine.engines.postgresql.sequence_positions import PositionsAside
 from backup_engine.engines.postgresql.tables_from_catalog import table_definitions, table_shapes
 from backup_engine.engines.reflection import freeze_reflected_text, sqlalchemy_connection
 from backup_engine.formats.json_schema import table_to_dict
@@ -46,6 +47,7 @@ from backup_engine.targets import Target
 from tests import catalog_zoo, pg_compare
 from tests.engine_api import BackupStore, convert, create_backup, json_format, restore_backup
 from tests.richdb_pg import connect
+from tests.servers import free_port
 from tests.test_pg_compare import Tools
 from tests.test_sqlgen import MORE_OBJECTS_SQL
 
@@ -250,6 +252,27 @@ def test_tables_built_from_the_catalog_are_what_sqlalchemy_reflection_gave(dbs, 
         assert child["columns"][0]["identity"]["cache"] == 7 and child["columns"][5]["nullable"] is False
         assert {fk["ondelete"] for fk in child["foreign_keys"]} == {"SET NULL (pa)", "RESTRICT"}
         assert {u["name"]: u["nulls_not_distinct"] for u in child["unique"]} == {"u_nnd": True, "u_def": False}
+
+
+def test_sequence_positions_read_aside_are_what_the_snapshot_reads(dbs, zoo):
+    """The exports read sequence positions on a connection of their own (no lock held in the
+    snapshot): they are the positions the snapshot's own reading gives, called or not (a
+    `setval(..., false)` included); what the side read missed or could not read is read in the
+    snapshot, and a side read that cannot connect leaves them all to it."""
+    target = Target.from_url("src", dbs.url(zoo))
+    aside = PositionsAside(target).result()
+    unreachable = Target.from_url("src", f"postgresql://nobody:pw@127.0.0.1:{free_port()}/none")
+    assert PositionsAside(unreachable).result() == {}
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, raw.cursor() as cur:
+        def positions(known):
+            return {(seq.schema, seq.name): (seq.last_value, seq.is_called) for seq in read_sequences(cur, known)}
+
+        in_snapshot = positions(None)
+        half = dict(list(aside.items())[::2])
+        assert positions(aside) == positions(half) == positions({}) == in_snapshot
+    assert aside == in_snapshot and len(aside) >= 3
+    assert aside[("ledger", "reset_uncalled")] == (500, False)
+    assert {called for _, called in aside.values()} == {True, False}
 
 
 def test_the_fallback_script_follows_dependencies(dbs, zoo, tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from backup_engine.engines.postgresql.sequence_positions import Positions, batched_positions
 from backup_engine.formats.model import (
     CommentDef,
     ConstraintDef,
@@ -272,17 +273,10 @@ def read_table_info(cur: Any) -> TableInfo:
     return info
 
 
-SEQUENCE_POSITIONS_BATCH = 500
-
-
-def read_sequences(cur: Any) -> list[SequenceDef]:
-    """Every sequence with its position; positions are read in batches (one query per 500
-    sequences: `SELECT last_value, is_called` is per sequence relation). Not with
-    `pg_sequence_last_value`, though it is 40x faster: it locks each sequence for the whole
-    transaction (a sequence's lock belongs to the top transaction, so no savepoint lets it go),
-    and an export of 5,000 tables would hold 5,000 more locks to its end."""
-    from psycopg2 import sql
-
+def read_sequences(cur: Any, known: Positions | None = None) -> list[SequenceDef]:
+    """Every sequence with its position: from `known` (read aside, see `sequence_positions`), else
+    read here in batches (`SELECT last_value, is_called` is per sequence relation)."""
+    known = known or {}
     sequences = []
     for (schema, name, data_type, start, increment, min_value, max_value, cache, cycle, deptype, tschema, table,
          column) in _rows(cur, SEQUENCES_SQL):
@@ -290,19 +284,19 @@ def read_sequences(cur: Any) -> list[SequenceDef]:
                                      min_value=min_value, max_value=max_value, cache=cache, cycle=cycle,
                                      owned_by=[tschema, table, column] if deptype and column else None,
                                      identity=deptype == "i"))
-    for first in range(0, len(sequences), SEQUENCE_POSITIONS_BATCH):
-        batch = sequences[first:first + SEQUENCE_POSITIONS_BATCH]
-        query = sql.SQL(" UNION ALL ").join(
-            sql.SQL("SELECT {}::integer, last_value, is_called FROM {}.{}").format(
-                sql.Literal(index), sql.Identifier(seq.schema or "public"), sql.Identifier(seq.name))
-            for index, seq in enumerate(batch))
-        cur.execute(query)
-        for index, last_value, is_called in cur.fetchall():
-            batch[index].last_value, batch[index].is_called = last_value, is_called
+    unread = []
+    for seq in sequences:
+        position = known.get((seq.schema or "public", seq.name))
+        if position is None:
+            unread.append(seq)
+        else:
+            seq.last_value, seq.is_called = position
+    for index, last_value, is_called in batched_positions(cur, [(seq.schema or "public", seq.name) for seq in unread]):
+        unread[index].last_value, unread[index].is_called = last_value, is_called
     return sequences
 
 
-def read_extras(cur: Any, info: TableInfo) -> SchemaExtras:
+def read_extras(cur: Any, info: TableInfo, positions: Positions | None = None) -> SchemaExtras:
     extras = SchemaExtras()
     extras.reserved_words = sorted(word for (word,) in _rows(cur, KEYWORDS_SQL))
     extras.schemas = [name for (name,) in _rows(cur, SCHEMAS_SQL) if name != "public"]
@@ -320,7 +314,7 @@ def read_extras(cur: Any, info: TableInfo) -> SchemaExtras:
         domain_edges.append((oid, base_oid))
     extras.domains = _topological(domains, domain_edges)
 
-    extras.sequences = read_sequences(cur)
+    extras.sequences = read_sequences(cur, positions)
     extras.routines = [RoutineDef(schema=s, name=n, definition=d, after_tables=late)
                        for s, n, d, late in _rows(cur, ROUTINES_SQL)]
     extras.partition_keys = dict(info.partition_keys)

@@ -16,6 +16,7 @@ from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.connect import LockWindow, import_snapshot, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
+from backup_engine.engines.postgresql.sequence_positions import positions_aside
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter
 from backup_engine.formats.sql_script import COPY_BLOCK, CopyData, DataSource
 from backup_engine.targets import Target
@@ -49,11 +50,11 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
     snapshot (a JSON backup's twin).
     """
     progress(phase="dump", method=METHOD)
-    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw:
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, positions_aside(target) as positions:
         if snapshot is not None:
             import_snapshot(raw, snapshot)
         with locks_released(raw):  # reading sequences' positions locks each one
-            model = reflect_postgresql(raw, shapes_only=True)
+            model = reflect_postgresql(raw, shapes_only=True, positions=positions)
         writer = PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
 
         def large_object_source(oid: int) -> Any:

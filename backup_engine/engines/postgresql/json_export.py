@@ -19,6 +19,7 @@ from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.postgresql import kinds as pg_kinds
 from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
+from backup_engine.engines.postgresql.sequence_positions import positions_aside
 from backup_engine.engines.postgresql.split_copy import SecondStream, copy_split, second_stream
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
 from backup_engine.formats.json_schema import model_to_dict
@@ -53,9 +54,9 @@ def export_json(target: Target, out: ByteSink, include_data: str,
     read, and its block lasts until the document is written (the `.sql` twin, `twin.TwinDump`)."""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
             _sharing_snapshot(raw, alongside):
-        with locks_released(raw):  # reading sequences' positions locks each one
+        with locks_released(raw), positions_aside(target) as positions:  # reading positions locks sequences
             model = reflect_postgresql(raw, failure=errors.JSON_BACKUP_FAILED,
-                                       large_object_data=include_data != "schema")
+                                       large_object_data=include_data != "schema", positions=positions)
         with raw.cursor() as cur:
             column_kinds = pg_kinds.column_kinds(cur)
             cur.execute(PG_PORTABLE_INDEXES_SQL)

@@ -17,6 +17,7 @@ from backup_engine import errors
 from backup_engine.engines.postgresql import catalog
 from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.catalog_read import read_catalog
+from backup_engine.engines.postgresql.sequence_positions import PositionsAside
 from backup_engine.engines.postgresql.tables_from_catalog import table_definitions, table_shapes
 from backup_engine.formats.model import DatabaseModel, PgCatalog
 
@@ -27,13 +28,15 @@ JSON_LARGE_OBJECT_LIMIT = 16 << 20
 
 
 def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
-                       large_object_data: bool = False, shapes_only: bool = False) -> DatabaseModel:
+                       large_object_data: bool = False, shapes_only: bool = False,
+                       positions: PositionsAside | None = None) -> DatabaseModel:
     """The model of the database `raw` reads (a snapshot_connection: search_path = pg_catalog).
 
     Raises DumpError(failure, "cannot carry ...") naming every object the script cannot carry;
     with `large_object_data` the large objects' bytes are read into the model (a JSON document
     holds them), up to JSON_LARGE_OBJECT_LIMIT. With `shapes_only` the tables carry only their
     columns and foreign keys (`table_shapes`): enough for a script written from the catalog.
+    Sequence positions come from `positions` where it read them, else from the snapshot.
     """
     cur = raw.cursor()
     reading = read_catalog(cur)
@@ -42,7 +45,7 @@ def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
     if reading.refused:
         raise errors.DumpError(failure, f"{errors.CANNOT_CARRY} {', '.join(reading.refused)}")
     info = catalog.read_table_info(cur)
-    extras = catalog.read_extras(cur, info)
+    extras = catalog.read_extras(cur, info, positions.result() if positions else None)
     extras.catalog = reading.catalog
     cur.execute("SHOW server_version")
     version = cur.fetchone()[0]
