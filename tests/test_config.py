@@ -7,7 +7,7 @@ import json
 import pytest
 
 from backup_engine import errors
-from config.settings import load_settings
+from config.settings import DEFAULT_SCHEDULES, load_settings
 
 
 def env(tmp_path, **extra):
@@ -83,3 +83,14 @@ def test_unknown_target_is_a_clear_error(tmp_path):
     settings = load_settings(env(tmp_path), dotenv_path=None)
     with pytest.raises(errors.InvalidRequest, match="Unknown target: 'nope'"):
         settings.target("nope")
+
+
+@pytest.mark.parametrize("expression", sorted(DEFAULT_SCHEDULES))
+def test_the_default_schedules_are_crontabs_celery_reads(expression):
+    """Settings take the built-in schedules without parsing them (no Celery import per command):
+    each must be what Celery's beat reads, five fields that make a crontab."""
+    from celery.schedules import crontab
+
+    minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
+    schedule = crontab(minute, hour, day_of_month=day_of_month, month_of_year=month_of_year, day_of_week=day_of_week)
+    assert schedule.minute and schedule.hour
