@@ -6,6 +6,7 @@ neither), and restore identical to the source and to the document's own conversi
 
 from __future__ import annotations
 
+import gc
 import io
 import shutil
 from collections.abc import Iterator
@@ -44,8 +45,11 @@ def test_the_twin_is_made_alongside_from_the_exports_snapshot(make_pg_database, 
             conn.close()
             writes.append(1)
 
+    frozen_before = gc.get_freeze_count()
     manifest = create_backup(Target.from_url("src", source), store, tools=TOOLS, format="json", progress=progress)
     assert writes, "the export reported no progress"
+    # the export and its twin (two threads) paused and froze the collector; both gave it all back
+    assert gc.isenabled() and gc.get_freeze_count() == frozen_before
     [twin] = manifest["companions"]
     twin_manifest = store.read_manifest(twin)
     assert twin_manifest["converted_from"] == manifest["backup_filename"] and twin_manifest["method"] == "sqlalchemy"

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from backup_engine import errors
+from backup_engine.engines.collector import paused_gc
 from backup_engine.engines.postgresql import gate_bodies  # noqa: F401 - registers the CREATE FUNCTION checker
 from backup_engine.engines.postgresql.gate_copy import CopyData
 from backup_engine.engines.postgresql.gate_fragments import check_expression, check_statement, check_type_name
 from backup_engine.engines.postgresql.gate_rules import Refusal, Scope, check
 from backup_engine.engines.postgresql.gate_split import Splitter
-from backup_engine.engines.postgresql.gate_tree import paused_gc
 from backup_engine.engines.postgresql.gate_words import quote_identifier
 
 __all__ = ["SESSION_SETTINGS", "GateLimits", "GateReport", "GateStatement", "check_expression", "check_statement",

@@ -12,14 +12,14 @@ characters; the JSON keeps byte offsets and costs the parser's time only.
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
 from pglast import ast, parser
+
+from backup_engine.engines.collector import paused_gc
 
 WRAPPED_TYPES = frozenset({"Node*", "List*", "Expr*"})
 SKIPPED_TYPES = frozenset({"Bitmapset*", "char*"})
@@ -159,20 +159,6 @@ def load_json(text: str, hook: Any = None) -> Any:
             return json.loads(text, object_hook=hook)
         except RecursionError as exc:
             raise TreeError("nested too deeply") from exc
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection inside: parse trees have no cycles and are freed by reference
-    counting, while on a big statement the collector's passes over millions of fresh dicts cost
-    more than parsing and checking them (the previous state is restored on the way out)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _drop_locations(node: dict[str, Any]) -> dict[str, Any]:

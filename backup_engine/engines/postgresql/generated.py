@@ -13,6 +13,7 @@ from sqlalchemy import Table
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
+from backup_engine.engines.collector import frozen_gc
 from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.connect import LockWindow, import_snapshot, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
@@ -62,7 +63,7 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
                 yield from large_object_chunks(cur, oid)
 
         writer.large_object_source = large_object_source
-        with LockWindow(raw) as window:
+        with LockWindow(raw) as window, frozen_gc():  # the model lives through the script
             table_rows = writer.write_script(model, include_data, copy_source(raw, writer, window))
     not_carried = model.extras.catalog.not_carried if model.extras.catalog else []
     return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows,

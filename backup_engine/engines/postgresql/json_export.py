@@ -16,6 +16,7 @@ from sqlalchemy import Table
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
+from backup_engine.engines.collector import frozen_gc
 from backup_engine.engines.postgresql import kinds as pg_kinds
 from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
@@ -62,7 +63,7 @@ def export_json(target: Target, out: ByteSink, include_data: str,
             cur.execute(PG_PORTABLE_INDEXES_SQL)
             indexes = [{"table": f"{s}.{t}", "name": name, "unique": unique, "columns": list(cols)}
                        for s, t, name, unique, cols in cur.fetchall()]
-        with second_stream(raw, target) as stream:
+        with second_stream(raw, target) as stream, frozen_gc():  # the model lives through the document
             result = _write_postgresql(raw, stream, model, column_kinds, indexes, out, include_data, progress)
     return result
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from backup_engine import errors
+from backup_engine.engines.collector import paused_gc
 from backup_engine.engines.postgresql import catalog
 from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.catalog_read import read_catalog
@@ -38,6 +39,12 @@ def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
     columns and foreign keys (`table_shapes`): enough for a script written from the catalog.
     Sequence positions come from `positions` where it read them, else from the snapshot.
     """
+    with paused_gc():
+        return _reflect(raw, failure, large_object_data, shapes_only, positions)
+
+
+def _reflect(raw: Any, failure: str, large_object_data: bool, shapes_only: bool,
+             positions: PositionsAside | None) -> DatabaseModel:
     cur = raw.cursor()
     reading = read_catalog(cur)
     if large_object_data:
