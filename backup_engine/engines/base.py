@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +72,13 @@ class RestoreRequest:
     converted: bool = False
 
 
+Ready = Callable[[], None]
+
+
+def no_wait() -> None:
+    """The `ready` of a restore that waits for nothing (a drill; a restore without a safety backup)."""
+
+
 @dataclass
 class RestoreOutcome:
     """What the engine reports of a restore, merged into the task's result."""
@@ -111,6 +118,8 @@ class Engine(ABC):
     restore_formats: ClassVar[tuple[str, ...]] = ("sql",)
     #: the format of the safety backup taken before a destructive restore
     safety_format: ClassVar[str] = "sql"
+    #: whether the safety backup may be taken while the restore is built (see `restore`'s `ready`)
+    safety_backup_alongside: ClassVar[bool] = True
     #: the `method` a native sql dump records
     native_method: ClassVar[str]
     #: the message a refused restore starts with ("Unsupported backup format for PostgreSQL restore")
@@ -187,8 +196,12 @@ class Engine(ABC):
 
     @abstractmethod
     def restore(self, source: ArtifactSource, request: RestoreRequest,
-                progress: Progress = no_progress) -> RestoreOutcome:
-        """Make the target hold exactly what the backup holds, all or nothing."""
+                progress: Progress = no_progress, ready: Ready = no_wait) -> RestoreOutcome:
+        """Make the target hold exactly what the backup holds, all or nothing.
+
+        `ready` is called once, just before the target is first changed (the swap of what was
+        built beside it, or the start of a load into it); the restore waits for it, and stops
+        there, the target untouched, when it raises. The safety backup runs meanwhile."""
 
     @abstractmethod
     def drill(self, source: ArtifactSource, request: RestoreRequest) -> dict[str, int]:

@@ -16,10 +16,12 @@ from backup_engine.engines.base import (
     NUMBER_DEFAULT,
     ArtifactSource,
     Engine,
+    Ready,
     RestoreOutcome,
     RestoreRequest,
     TableMap,
     UploadReport,
+    no_wait,
 )
 from backup_engine.engines.mysql import csv_export, generated, json_export, json_import, native, restore, vetting
 from backup_engine.engines.mysql import kinds as mysql_kinds
@@ -68,6 +70,7 @@ class MysqlEngine(Engine):
     formats = ("sql", "json", "csv")
     restore_formats = ("sql",)
     safety_format = "sql"
+    safety_backup_alongside = False  # a backup waits out a restore of its target (`settle`), its own restore too
     native_method = "mysqldump"
     unsupported_restore = errors.UNSUPPORTED_MYSQL_RESTORE
     boolean_literals: ClassVar[tuple[str, str]] = ("1", "0")
@@ -150,10 +153,10 @@ class MysqlEngine(Engine):
                                         "set BACKUP_UPLOAD_ALLOW_SUPERUSER=true to accept the risk")
 
     def restore(self, source: ArtifactSource, request: RestoreRequest,
-                progress: Progress = no_progress) -> RestoreOutcome:
+                progress: Progress = no_progress, ready: Ready = no_wait) -> RestoreOutcome:
         self.check_request(request)
         details = restore.restore_beside(self.target, source, request.include_data, request.table_rows, self.tools,
-                                         progress)
+                                         progress, ready)
         return RestoreOutcome(details={"swapped_tables": details["tables"]})
 
     def drill(self, source: ArtifactSource, request: RestoreRequest) -> dict[str, int]:

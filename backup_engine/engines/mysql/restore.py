@@ -20,7 +20,7 @@ import pymysql
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools, Progress, no_progress
-from backup_engine.engines.base import ArtifactSource
+from backup_engine.engines.base import ArtifactSource, Ready, no_wait
 from backup_engine.engines.mysql import catalog, swap
 from backup_engine.engines.mysql.catalog import DbObject, quote_name, text
 from backup_engine.engines.mysql.client import is_mariadb_client, load_argv, require_tool, stream_into_client
@@ -129,7 +129,7 @@ def plan_swap(cur: Any, rid: str, target_db: str, new: str, include_data: str) -
 
 
 def restore_beside(target: Target, source: ArtifactSource, include_data: str, table_rows: Mapping[str, int],
-                   tools: ClientTools, progress: Progress = no_progress) -> dict[str, Any]:
+                   tools: ClientTools, progress: Progress = no_progress, ready: Ready = no_wait) -> dict[str, Any]:
     """Make the target hold exactly what the backup holds, all or nothing (module doc)."""
     target_db = target.url.database or ""
     sweep(target)  # a restore killed earlier is settled before anything else happens
@@ -165,6 +165,7 @@ def restore_beside(target: Target, source: ArtifactSource, include_data: str, ta
             for item in plan.new_objects:
                 if item.kind == "TRIGGER" and include_data != "data":
                     cur.execute(f"DROP TRIGGER {quote_name(new)}.{quote_name(item.name)}")
+            ready()
             swap.write_journal(cur, plan)
             progress(phase="restore", step="prepared")
             swap.swap_in(cur, plan, lambda **info: progress(phase="restore", **info))

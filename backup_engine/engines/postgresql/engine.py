@@ -12,10 +12,12 @@ from backup_engine.engines.base import (
     MAX_STATEMENT_BYTES,
     ArtifactSource,
     Engine,
+    Ready,
     RestoreOutcome,
     RestoreRequest,
     TableMap,
     UploadReport,
+    no_wait,
 )
 from backup_engine.engines.postgresql import (
     archive,
@@ -101,7 +103,7 @@ class PostgresEngine(Engine):
         return True  # a database that does not exist fails the safety backup with TARGET_MISSING
 
     def restore(self, source: ArtifactSource, request: RestoreRequest,
-                progress: Progress = no_progress) -> RestoreOutcome:
+                progress: Progress = no_progress, ready: Ready = no_wait) -> RestoreOutcome:
         """Built beside the target and swapped in when the role may create databases (any number
         of relations, on a server's default settings); else one transaction over the target, after
         checking up front that it fits the server's lock table. A data-only backup fills the
@@ -114,11 +116,13 @@ class PostgresEngine(Engine):
                 progress(phase="restore", building=new.name)
                 self._load(new.database, source, request, fresh=True)
                 check_rows(new.database, request.table_rows)
+                ready()
                 progress(phase="swap")
                 ended = new.swap_in()
             return RestoreOutcome({"built_beside": True, "sessions_ended": ended})
         check_lock_capacity(self.target, request.object_counts.get("relations", ESTIMATED_RELATIONS_PER_TABLE
                                                                    * len(request.table_rows)))
+        ready()
         self._load(self.target, source, request, fresh=False)
         return RestoreOutcome({"built_beside": False})
 

@@ -13,10 +13,12 @@ from backup_engine.engines.base import (
     MAX_STATEMENT_BYTES,
     ArtifactSource,
     Engine,
+    Ready,
     RestoreOutcome,
     RestoreRequest,
     TableMap,
     UploadReport,
+    no_wait,
 )
 from backup_engine.engines.sqlite import csv_export, dump, files, json_export, restore, statements
 from backup_engine.engines.sqlite import kinds as sqlite_kinds
@@ -84,11 +86,11 @@ class SqliteEngine(Engine):
         return self.path.is_file()
 
     def restore(self, source: ArtifactSource, request: RestoreRequest,
-                progress: Progress = no_progress) -> RestoreOutcome:
+                progress: Progress = no_progress, ready: Ready = no_wait) -> RestoreOutcome:
         if request.format == "sqlite":
-            restore.restore_snapshot(self.path, source)
+            restore.restore_snapshot(self.path, source, ready)
         else:
-            restore.restore_sql(self.path, source, request.include_data, require_marker=request.trusted)
+            restore.restore_sql(self.path, source, request.include_data, require_marker=request.trusted, ready=ready)
         return RestoreOutcome()
 
     def drill(self, source: ArtifactSource, request: RestoreRequest) -> dict[str, int]:

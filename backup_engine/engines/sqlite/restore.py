@@ -16,7 +16,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from backup_engine import errors
-from backup_engine.engines.base import ArtifactSource
+from backup_engine.engines.base import ArtifactSource, Ready, no_wait
 from backup_engine.engines.sqlite import files
 from backup_engine.engines.sqlite.statements import END_MARKER, ScriptReader, run_script
 
@@ -120,17 +120,20 @@ def as_restore_error(exc: sqlite3.Error | OSError, what: str) -> errors.BackupEr
     return errors.RestoreError(errors.RESTORE_FAILED, f"{what}: {exc}")
 
 
-def build_and_swap(path: Path, build: Callable[[sqlite3.Connection], None], what: str) -> None:
+def build_and_swap(path: Path, build: Callable[[sqlite3.Connection], None], what: str,
+                   ready: Ready = no_wait) -> None:
+    """Build the new database in a temp file beside the target, then swap it in once `ready`."""
     try:
         with building_beside(path) as conn:
             build(conn)
+            ready()
             swap_in(conn, path)
     except (sqlite3.Error, OSError) as exc:
         raise as_restore_error(exc, what) from exc
 
 
 def restore_sql(path: Path, source: ArtifactSource, include_data: str, *, check_foreign_keys: bool = True,
-                require_marker: bool = True) -> None:
+                require_marker: bool = True, ready: Ready = no_wait) -> None:
     """Make the database at `path` hold exactly what the SQL script holds, or leave it untouched.
 
     `check_foreign_keys=False` accepts a dump whose source already broke its foreign keys;
@@ -157,10 +160,10 @@ def restore_sql(path: Path, source: ArtifactSource, include_data: str, *, check_
             conn.execute(sql)
         check_built(conn, check_foreign_keys)
 
-    build_and_swap(path, build, f"restore of {source.name}")
+    build_and_swap(path, build, f"restore of {source.name}", ready)
 
 
-def restore_snapshot(path: Path, source: ArtifactSource) -> None:
+def restore_snapshot(path: Path, source: ArtifactSource, ready: Ready = no_wait) -> None:
     """Swap a `.sqlite3` snapshot into the target after checking it, all or nothing.
 
     When the target is in WAL mode with another page size (which the backup API cannot copy
@@ -173,6 +176,7 @@ def restore_snapshot(path: Path, source: ArtifactSource) -> None:
                 raise errors.RestoreError(errors.RESTORE_FAILED, f"integrity_check of {source.name}: {problem}")
             layout = target_layout(path)
             if layout is None or not needs_resize(path, snap, layout[0]):
+                ready()
                 swap_in(snap, path)
                 return
 
@@ -182,7 +186,7 @@ def restore_snapshot(path: Path, source: ArtifactSource) -> None:
                 conn.execute(f"PRAGMA page_size={int(layout[0])}")
                 conn.execute("VACUUM")
 
-            build_and_swap(path, build, f"restore of {source.name}")
+            build_and_swap(path, build, f"restore of {source.name}", ready)
     except (sqlite3.Error, OSError) as exc:
         raise as_restore_error(exc, f"restore of {source.name}") from exc
 
