@@ -4,14 +4,16 @@
 `ready` waits for the safety backup. Checked on each engine with real servers: when `ready` runs,
 the target still holds its old rows; a `ready` that raises (a safety backup that failed) stops the
 restore with the target untouched and nothing left beside it; and through `restore_backup`, a
-failed safety backup fails the restore the same way.
+safety backup that fails for want of room fails the restore the same way.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,6 @@ import psycopg2
 import pytest
 
 from backup_engine import errors
-from backup_engine import restore as restore_module
 from backup_engine.dumpinfo import ClientTools
 from backup_engine.restore import restore_request
 from backup_engine.targets import Target
@@ -34,14 +35,17 @@ TOOLS = ClientTools(pg_dump=shutil.which("pg_dump"), psql=shutil.which("psql"),
 class Side:
     """One engine's target: make a database holding one value, and read that value back."""
 
-    def __init__(self, make: Callable[[str], str], read: Callable[[str], Any], leftovers: Callable[[str], list]):
-        self.make, self.read, self.leftovers = make, read, leftovers
+    def __init__(self, make: Callable[..., str], read: Callable[[str], Any], leftovers: Callable[[str], list]):
+        self.make, self.read, self.leftovers = make, read, leftovers  # make(value, padded=False)
 
 
 def _pg_side(make_pg_database, pg_server) -> Side:
-    def make(value: str) -> str:
+    def make(value: str, padded: bool = False) -> str:
         url = make_pg_database("ready")
         pg_server.execute(url, f"CREATE TABLE t (v text); INSERT INTO t VALUES ('{value}')")
+        if padded:  # 3.2 MB that no compression shrinks
+            pg_server.execute(url, "CREATE TABLE pad AS SELECT decode(md5(random()::text) || md5(random()::text), "
+                                   "'hex') AS b FROM generate_series(1, 100000)")
         return url
 
     def read(url: str) -> Any:
@@ -58,11 +62,13 @@ def _pg_side(make_pg_database, pg_server) -> Side:
 
 
 def _sqlite_side(tmp_path: Path) -> Side:
-    def make(value: str) -> str:
+    def make(value: str, padded: bool = False) -> str:
         path = tmp_path / f"{value}.db"
         with closing(sqlite3.connect(path)) as conn:
             conn.execute("CREATE TABLE t (v TEXT)")
             conn.execute("INSERT INTO t VALUES (?)", (value,))
+            if padded:
+                conn.execute("CREATE TABLE pad AS SELECT randomblob(3200000) AS b")
             conn.commit()
         return f"sqlite:///{path}"
 
@@ -78,10 +84,13 @@ def _sqlite_side(tmp_path: Path) -> Side:
 
 
 def _mariadb_side(make_mariadb_database, mariadb_server) -> Side:
-    def make(value: str) -> str:
+    def make(value: str, padded: bool = False) -> str:
         url = make_mariadb_database("ready")
         database = url.rsplit("/", 1)[1]
         mariadb_server.execute("CREATE TABLE t (v varchar(10))", f"INSERT INTO t VALUES ('{value}')", dbname=database)
+        if padded:
+            mariadb_server.execute("CREATE TABLE pad (b varbinary(1024))",
+                                   "INSERT INTO pad SELECT RANDOM_BYTES(1024) FROM seq_1_to_3200", dbname=database)
         return url
 
     def read(url: str) -> Any:
@@ -149,16 +158,28 @@ def test_a_ready_that_raises_leaves_the_target_untouched(side, tmp_path):
     assert side.leftovers(url) == []
 
 
-def test_a_failed_safety_backup_fails_the_restore_and_changes_nothing(side, tmp_path, monkeypatch):
-    store = BackupStore(tmp_path / "backups")
+@pytest.fixture
+def small_store(tmp_path) -> Iterator[Path]:
+    """A backup folder on a 2 MB tmpfs (root only), unmounted at teardown."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = tmp_path / "small-store"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_failed_safety_backup_fails_the_restore_and_changes_nothing(side, small_store):
+    """The store has room for the backup restored, not for the safety backup of the bigger target."""
+    store = BackupStore(small_store)
     name = _backup_of_new(side, store)
-    url = side.make("old")
+    url = side.make("old", padded=True)
 
-    def failing_safety_backup(*_args: Any) -> None:
-        raise errors.WriteFailed(errors.WRITE_FAILED, "the backup store is full")
-
-    monkeypatch.setattr(restore_module, "safety_backup", failing_safety_backup)
-    with pytest.raises(errors.WriteFailed, match="full"):
+    with pytest.raises(errors.WriteFailed, match="No space left on device|disk is full"):
         restore_backup(Target.from_url("dst", url), store, name, tools=TOOLS)
     assert side.read(url) == [("old",)]
     assert side.leftovers(url) == []
+    assert [entry["backup_filename"] for entry in store.list()] == [name]
