@@ -22,6 +22,7 @@ import pytest
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
+from backup_engine.engines.postgresql.archive import PARALLEL_MIN_BYTES, restore_jobs
 from backup_engine.targets import Target
 from config.settings import load_settings
 from tasks import operations
@@ -169,3 +170,20 @@ def test_a_tar_upload_is_refused_by_name(zoo, tmp_path):
     with pytest.raises(errors.InvalidRequest, match="tar archive"):
         operations.restore_upload(settings, path="archive.pgdump", target="src")
     assert table_rows(zoo) == before
+
+
+def test_an_archive_with_little_table_data_is_restored_by_one_job(tmp_path):
+    """Parallel jobs only where there is table data to load side by side: thousands of tiny
+    tables restore faster by one job. The table of contents and blobs do not count as data."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "toc.dat").write_bytes(b"x" * 1000)
+    for number in range(3000, 3100):
+        (folder / f"{number}.dat").write_bytes(b"1\tone\n\\.\n\n\n")
+    assert restore_jobs(folder, 2) == 1
+    with (folder / "blob_1.dat").open("wb") as blob:  # sizes only: sparse files
+        blob.truncate(PARALLEL_MIN_BYTES)
+    assert restore_jobs(folder, 2) == 1
+    with (folder / "4000.dat").open("wb") as data:
+        data.truncate(PARALLEL_MIN_BYTES)
+    assert restore_jobs(folder, 2) == 2 and restore_jobs(folder, 4) == 4

@@ -47,11 +47,21 @@ TABLE_DATA_FILE = re.compile(r"([0-9]{1,10})\.dat")
 TABLE_DATA_ENTRY = re.compile(rb"^([0-9]+); 0 ([0-9]+) TABLE DATA ", re.M)
 COPY_END = b"\\.\n\n\n"  # how pg_dump ends every table data file
 INCLUDE_DATA_FLAGS = {"full": [], "schema": ["--schema-only"]}
+PARALLEL_MIN_BYTES = 64 << 20  # below this much table data, an archive is restored by one job
 # The user tables by oid, under the names table_rows uses everywhere (pg_dump's quote_ident form).
 TABLES_BY_OID = """
     SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'"""
+
+
+def restore_jobs(directory: Path, jobs: int) -> int:
+    """`jobs`, or one job for an archive with less than PARALLEL_MIN_BYTES of table data: parallel
+    jobs help only where there is data to load side by side, and on thousands of tiny tables
+    their per-item handoff costs more than it saves (`pg_restore -j 2` of 5,000 tables: 5.9 s,
+    against 3.5 s with one job)."""
+    data = sum(entry.stat().st_size for entry in directory.iterdir() if TABLE_DATA_FILE.fullmatch(entry.name))
+    return jobs if data >= PARALLEL_MIN_BYTES else 1
 
 
 def default_jobs() -> int:
@@ -76,8 +86,9 @@ def dump_archive(target: Target, out: ByteSink, include_data: str, tools: Client
             names = {oid: display for oid, display in cur.fetchall()}
         directory = folder / ARCHIVE_FOLDER
         progress(phase="dump", jobs=jobs)
+        # --no-sync: the folder is scratch, read once into the store (which syncs what it keeps)
         run_tool(target, [pg_dump, "--format=directory", f"--jobs={jobs}", "--compress=0", f"--snapshot={snapshot}",
-                          "--no-owner", "--no-privileges", "--no-password", "--file", str(directory),
+                          "--no-sync", "--no-owner", "--no-privileges", "--no-password", "--file", str(directory),
                           *INCLUDE_DATA_FLAGS[include_data]], errors.DumpError, errors.NATIVE_BACKUP_FAILED)
         conn.rollback()  # the snapshot may go: the dump is complete
         tables = table_files(tools, directory, names)
@@ -177,6 +188,7 @@ def restore_archive(database: Target, source: ArtifactSource, tools: ClientTools
         with source.open() as content:
             unpack(content, directory)
             source.verify()
+        jobs = restore_jobs(directory, jobs)
         progress(phase="restore", jobs=jobs)
         run_tool(database, [pg_restore, "--format=directory", f"--jobs={jobs}", "--no-owner", "--no-privileges",
                             "--exit-on-error", "--no-password", "--dbname", conninfo_dbname(database),
