@@ -42,7 +42,8 @@ def frozen_gc() -> Iterator[None]:
     meanwhile would walk the whole model again (a sixth of a fallback dump at 2,000 tables). Frozen
     (`gc.freeze`), the model is only freed by reference counting until the block ends, when
     `gc.unfreeze` hands everything back to the collector, so a worker that runs task after task
-    keeps nothing. Blocks may nest and overlap across threads: the last one out unfreezes."""
+    keeps nothing. Blocks may nest and overlap across threads: the last one out unfreezes (and
+    thaws anything frozen before, by anyone: nothing else in the worker freezes)."""
     global _frozen_depth
     with _frozen_lock:
         _frozen_depth += 1

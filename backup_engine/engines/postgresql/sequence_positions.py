@@ -103,9 +103,9 @@ class PositionsAside:
 
 @contextmanager
 def positions_aside(target: Target) -> Iterator[PositionsAside]:
-    """`PositionsAside` for the block, its thread ended by the block's end."""
+    """`PositionsAside` for the block, its read over when the block ends well. A block that fails
+    (or is stopped by a time limit) does not wait for it: the read ends on its own, and its
+    connection with it."""
     aside = PositionsAside(target)
-    try:
-        yield aside
-    finally:
-        aside.result()
+    yield aside
+    aside.result()
