@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,28 @@ import psycopg2
 import pytest
 
 from tests.reliability_helpers import Transport, isolated_broker, managed_processes, rabbitmq_vhost
-from tests.servers import ThrowawayMariaDB, ThrowawayPostgres, ThrowawayRabbitMQ, ThrowawayRedis
+from tests.servers import ThrowawayMariaDB, ThrowawayPostgres, ThrowawayRabbitMQ, ThrowawayRedis, server_root
+
+OWN_BASETEMP = "_bw_own_basetemp"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests' own files (`tmp_path`: stores, SQLite files, scratch) go where the servers' data does,
+    in /dev/shm when it has room (`servers.server_root`), unless --basetemp says otherwise: the
+    disk's slowed file creation (see servers.py) slowed the tests that write thousands of files.
+    The folder is this run's own (runs side by side never share one) and is removed at its end;
+    xdist's workers get folders inside it."""
+    root = server_root()
+    if config.option.basetemp or hasattr(config, "workerinput") or root is None:
+        return
+    config.option.basetemp = tempfile.mkdtemp(prefix="bw-pytest-", dir=root)
+    setattr(config, OWN_BASETEMP, config.option.basetemp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if getattr(config, OWN_BASETEMP, None):
+        shutil.rmtree(getattr(config, OWN_BASETEMP), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
