@@ -36,10 +36,13 @@ log = logging.getLogger(__name__)
 BATCH = 500  # sequences per statement: at most this many locks at once, released with the statement
 Positions = Mapping[tuple[str, str], tuple[int, bool]]  # (schema, name) -> (last_value, is_called)
 
+# The sequences `catalog.SEQUENCES_SQL` lists: in user schemas, not an extension's.
 LIST_SQL = """
 SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_sequence s
 JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                  AND e.objid = c.oid AND e.deptype = 'e')
 ORDER BY 1"""
 CALLED_SQL = "SELECT o, pg_catalog.pg_sequence_last_value(o) FROM unnest(%s::pg_catalog.oid[]) o"
 
