@@ -29,7 +29,7 @@ from backup_engine.dumpinfo import ClientTools
 from backup_engine.engines.postgresql.catalog import read_sequences, read_table_info
 from backup_engine.engines.postgresql.connect import snapshot_connection
 from backup_engine.engines.postgresql.reflect import JSON_LARGE_OBJECT_LIMIT
-from backup_engine.engines.postgresql.sequence_positions import PositionsAside
+from backup_engine.engines.postgresql.sequence_positions import PositionsAside, positions_aside
 from backup_engine.engines.postgresql.tables_from_catalog import table_definitions, table_shapes
 from backup_engine.engines.reflection import freeze_reflected_text, sqlalchemy_connection
 from backup_engine.formats.json_schema import table_to_dict
@@ -273,6 +273,22 @@ def test_sequence_positions_read_aside_are_what_the_snapshot_reads(dbs, zoo):
     assert aside == in_snapshot and len(aside) >= 3
     assert aside[("ledger", "reset_uncalled")] == (500, False)
     assert {called for _, called in aside.values()} == {True, False}
+
+
+def test_sequence_positions_are_read_after_the_dumps_snapshot_is_taken(dbs):
+    """Positions read aside must cover every row the dump's snapshot holds: the snapshot is taken
+    before the side read starts, so rows committed meanwhile are in neither the dump nor below a
+    position it restores."""
+    name = dbs.new("fid_seq_race")
+    dbs.run(name, "CREATE TABLE t (id serial PRIMARY KEY); INSERT INTO t SELECT FROM generate_series(1, 5)")
+    target = Target.from_url("src", dbs.url(name))
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, positions_aside(target, raw) as aside:
+        dbs.run(name, "INSERT INTO t SELECT FROM generate_series(1, 10)")  # committed after the pin
+        with raw.cursor() as cur:
+            cur.execute("SELECT count(*), max(id) FROM public.t")
+            assert cur.fetchone() == (5, 5)  # the snapshot was taken before those rows
+        last_value, is_called = aside.result()[("public", "t_id_seq")]
+    assert is_called and last_value >= 5
 
 
 def test_the_fallback_script_follows_dependencies(dbs, zoo, tmp_path):

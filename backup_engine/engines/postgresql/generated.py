@@ -51,10 +51,10 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
     snapshot (a JSON backup's twin).
     """
     progress(phase="dump", method=METHOD)
-    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, positions_aside(target) as positions:
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw:
         if snapshot is not None:
             import_snapshot(raw, snapshot)
-        with locks_released(raw):  # reading sequences' positions locks each one
+        with positions_aside(target, raw) as positions, locks_released(raw):
             model = reflect_postgresql(raw, shapes_only=True, positions=positions)
         writer = PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
 

@@ -55,7 +55,7 @@ def export_json(target: Target, out: ByteSink, include_data: str,
     read, and its block lasts until the document is written (the `.sql` twin, `twin.TwinDump`)."""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
             _sharing_snapshot(raw, alongside):
-        with locks_released(raw), positions_aside(target) as positions:  # reading positions locks sequences
+        with positions_aside(target, raw) as positions, locks_released(raw):
             model = reflect_postgresql(raw, failure=errors.JSON_BACKUP_FAILED,
                                        large_object_data=include_data != "schema", positions=positions)
         with raw.cursor() as cur:

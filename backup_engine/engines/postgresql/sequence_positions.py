@@ -10,7 +10,8 @@ same way). Read there, positions cost twice at thousands of tables:
   lock to the end of the *top* transaction (`lock_and_open_sequence`), which no savepoint lets go.
 
 On an autocommit connection of its own, each statement's locks end with it. So `PositionsAside`
-reads, on a thread, while the snapshot's session reads the catalog:
+reads, on a thread, once the dump's snapshot is taken, while the snapshot's session reads the
+catalog:
 - the positions of sequences ever called with `pg_sequence_last_value`, up to BATCH per statement;
 - those it gives no value for (never called, or reset with `setval(..., false)`) with
   `SELECT last_value, is_called`, up to BATCH per statement.
@@ -105,10 +106,17 @@ class PositionsAside:
 
 
 @contextmanager
-def positions_aside(target: Target) -> Iterator[PositionsAside]:
+def positions_aside(target: Target, snapshot_connection: Any) -> Iterator[PositionsAside]:
     """`PositionsAside` for the block, its read over when the block ends well. A block that fails
     (or is stopped by a time limit) does not wait for it: the read ends on its own, and its
-    connection with it."""
+    connection with it.
+
+    The dump's snapshot is taken first (a repeatable-read transaction takes it at its first
+    query): positions read after it are at least the values of every row it holds, so a restored
+    sequence never hands out a key a restored row has. (A snapshot imported with `SET TRANSACTION
+    SNAPSHOT` must be imported before.)"""
+    with snapshot_connection.cursor() as cur:
+        cur.execute("SELECT 1")
     aside = PositionsAside(target)
     yield aside
     aside.result()
