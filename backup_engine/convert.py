@@ -23,6 +23,7 @@ from sqlalchemy.sql import literal_column
 from backup_engine import errors
 from backup_engine.dumpinfo import INCLUDE_DATA_MODES, ByteSink, Progress, no_progress
 from backup_engine.engines.base import Engine, TableMap
+from backup_engine.engines.collector import frozen_gc, paused_gc
 from backup_engine.formats import FORMATS
 from backup_engine.formats.json_document import JsonBackupReader, conversion_error, read_document
 from backup_engine.formats.json_schema import model_from_dict
@@ -147,20 +148,21 @@ def write_sql(reader: JsonBackupReader, out: ByteSink, dialect: str | None = Non
         raise conversion_error(f"{reader.name}: the backup holds no data (include_data=schema)")
     if document_mode == "data" and include_data != "data":
         raise conversion_error(f"{reader.name}: the backup holds no schema (include_data=data)")
-    if engine is source:
-        model = model_from_dict(reader.schema)
-        maps = {key: TableMap(sources=[key] if key in reader.tables else [], columns={}, kinds={})
-                for key in model.metadata.tables}
-        writer = engine.script_writer(out, model, progress)
-    else:
-        model, maps = cross_engine_model(reader, engine)
-        writer = engine.script_writer(out, model, progress)
+    with paused_gc():  # thousands of tables' objects, all kept: the collector's passes would only slow it
+        if engine is source:
+            model = model_from_dict(reader.schema)
+            maps = {key: TableMap(sources=[key] if key in reader.tables else [], columns={}, kinds={})
+                    for key in model.metadata.tables}
+        else:
+            model, maps = cross_engine_model(reader, engine)
+    writer = engine.script_writer(out, model, progress)
 
     def data_for(table: Table, columns: list[str]) -> CopyData | RowData:
         return engine.json_rows(reader, maps[table.key], columns, source.natural_json)
 
     try:
-        table_rows = writer.write_script(model, include_data, data_for if include_data != "schema" else None)
+        with frozen_gc():  # the model lives through the script
+            table_rows = writer.write_script(model, include_data, data_for if include_data != "schema" else None)
     except errors.BackupError:
         raise
     except Exception as exc:  # noqa: BLE001 - a schema the writer cannot render is a conversion failure
