@@ -36,6 +36,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(getattr(config, OWN_BASETEMP), ignore_errors=True)
 
 
+@pytest.fixture
+def disk_path() -> Iterator[Path]:
+    """A folder in the system's temp folder (on disk, where `tmp_path` may be in /dev/shm), for
+    the tests whose subject is timed by a disk: a writer's commits and a backup's fsync take time
+    there, as in production, and on tmpfs none (a kill aimed at "while the file is fsynced"
+    comes too late; an unthrottled writer grows its file several times faster)."""
+    folder = Path(tempfile.mkdtemp(prefix="bw-disk-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[ThrowawayPostgres]:
     server = ThrowawayPostgres().init()

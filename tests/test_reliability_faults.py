@@ -130,18 +130,19 @@ def copying(pg_server, table: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", ["dump", "publish"])
 def test_kill9_during_a_large_backup_redelivers_and_leaves_exactly_one_whole_backup(
-        moment, big, broker, processes, tmp_path):
+        moment, big, broker, processes, disk_path):
     """`dump`: the pool process (and its pg_dump) is killed while the dump streams; the worker's
     main process survives and requeues at once (reject_on_worker_lost).
     `publish`: the whole worker (main, pool, pg_dump) is killed -9 the moment pg_dump exits,
     i.e. while the file is fsynced, linked and its manifest written; nothing requeues it, so
     the worker is started again with `python -m worker run` once the Redis visibility timeout
-    (BACKUP_TASK_TIME_LIMIT_S + 5 s) has passed, and that start sweeps the temp files."""
-    backups = tmp_path / "backups"
+    (BACKUP_TASK_TIME_LIMIT_S + 5 s) has passed, and that start sweeps the temp files. The store is
+    on disk (`disk_path`): on tmpfs the fsync takes no time and the kill comes too late."""
+    backups = disk_path / "backups"
     # `publish` needs a short visibility timeout (time limit + 5 s) for Redis to give the task back.
     extra = {"BACKUP_TASK_TIME_LIMIT_S": "25"} if moment == "publish" else {}
-    env = worker_env(tmp_path, broker, {"big": big["url"]}, **extra)
-    worker = start_worker(processes, env, tmp_path, f"kill-{moment}")
+    env = worker_env(disk_path, broker, {"big": big["url"]}, **extra)
+    worker = start_worker(processes, env, disk_path, f"kill-{moment}")
     task_id = send(broker, "backups.create", target="big")
 
     dump_pid, pool_pid = wait_for_tool(worker, "pg_dump")
@@ -162,11 +163,11 @@ def test_kill9_during_a_large_backup_redelivers_and_leaves_exactly_one_whole_bac
         assert task_meta(broker, task_id)["status"] in ("STARTED", "PROGRESS")
         # A starting worker gives back the unacked messages older than the visibility timeout (by the
         # delivery time Redis recorded); kombu's periodic sweep after that is rare, so start it then.
-        visibility = configured_visibility_timeout(env, tmp_path)
+        visibility = configured_visibility_timeout(env, disk_path)
         assert visibility == 30  # BACKUP_TASK_TIME_LIMIT_S + 5 s
         wait_until(lambda: unacked_due(broker, visibility), 60, interval=0.2, what="visibility timeout")
-        restarted = ManagedProcess([sys.executable, "-m", "worker", "run"], env, tmp_path,
-                                   tmp_path / "restarted.log").start()
+        restarted = ManagedProcess([sys.executable, "-m", "worker", "run"], env, disk_path,
+                                   disk_path / "restarted.log").start()
         processes.append(restarted)
         restarted.wait_for("ready.", timeout=60)
         # The start swept the dead worker's temp files before taking any task.
@@ -184,7 +185,7 @@ def test_kill9_during_a_large_backup_redelivers_and_leaves_exactly_one_whole_bac
         # The worker's main process lived on, so nothing swept the dead pool process's temp file yet;
         # the sweep every start runs (`python -m worker sweep`) removes it and nothing else.
         assert {p.name for p in temp_files(backups)} == set(at_kill["temps"])
-        swept = subprocess.run([sys.executable, "-m", "worker", "sweep"], env=env, cwd=tmp_path,
+        swept = subprocess.run([sys.executable, "-m", "worker", "sweep"], env=env, cwd=disk_path,
                                capture_output=True, text=True, timeout=120)
         assert swept.returncode == 0, swept.stderr
     assert temp_files(backups) == []

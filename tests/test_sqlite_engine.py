@@ -6,15 +6,12 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-import shutil
 import sqlite3
 import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -415,22 +412,10 @@ while True:
 """
 
 
-@pytest.fixture
-def on_disk() -> Iterator[Path]:
-    """A folder in the system's temp folder, not `tmp_path` (in /dev/shm when it has room): there a
-    writer's commits cost no fsync, and its tight loop grows the file several times faster than on
-    the disk a SQLite file lives on in production, so the test would copy several times more."""
-    folder = Path(tempfile.mkdtemp(prefix="bw-sqlite-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("journal_mode", ["delete", "wal"])
-def test_backups_taken_while_another_process_writes_are_consistent(on_disk: Path, journal_mode: str) -> None:
-    db = on_disk / "busy.db"
+def test_backups_taken_while_another_process_writes_are_consistent(disk_path: Path, journal_mode: str) -> None:
+    db = disk_path / "busy.db"
     conn = sqlite3.connect(db)
     conn.execute(f"PRAGMA journal_mode={journal_mode}")
     conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
@@ -441,16 +426,16 @@ def test_backups_taken_while_another_process_writes_are_consistent(on_disk: Path
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
         for i in range(4):
-            snap = on_disk / f"snap{i}.sqlite3"
+            snap = disk_path / f"snap{i}.sqlite3"
             snap.touch(mode=0o600)
             rows = sqlite.snapshot(target_for(db), snap).table_rows["t"]
             with sqlite3.connect(snap) as check:
                 assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
                 assert check.execute("SELECT count(*) FROM t").fetchone() == (rows,)
             counts.append(rows)
-            dump = on_disk / f"dump{i}.sql"
+            dump = disk_path / f"dump{i}.sql"
             rows = dump_to_file(db, dump).table_rows["t"]
-            restored = on_disk / f"restored{i}.db"
+            restored = disk_path / f"restored{i}.db"
             sqlite.restore_sql(target_for(restored), dump, "full")
             with sqlite3.connect(restored) as check:
                 assert check.execute("SELECT count(*), max(id) FROM t").fetchone() == (rows, rows)
