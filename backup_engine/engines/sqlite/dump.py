@@ -21,6 +21,7 @@ from sqlalchemy import Table
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
+from backup_engine.engines.collector import frozen_gc
 from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.engines.sqlite import files
 from backup_engine.engines.sqlite.reflect import reflect_sqlite
@@ -122,7 +123,8 @@ def dump_file(path: Path, out: ByteSink, include_data: str, progress: Progress =
     with files.snapshot_connection(path, failure) as raw, sqlalchemy_connection(raw, "sqlite://") as conn:
         model = reflect_sqlite(conn, failure=failure)
         writer = SqliteScriptWriter(out, progress=progress, header=header)
-        return writer.write_script(model, include_data, _data_source(raw, writer))
+        with frozen_gc():  # the model lives through the script
+            return writer.write_script(model, include_data, _data_source(raw, writer))
 
 
 def dump_generated(target: Target, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:

@@ -12,6 +12,7 @@ from typing import Any
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
+from backup_engine.engines.collector import frozen_gc
 from backup_engine.engines.reflection import sqlalchemy_connection
 from backup_engine.engines.sqlite import files
 from backup_engine.engines.sqlite import kinds as sqlite_kinds
@@ -48,7 +49,9 @@ def export_json(target: Target, out: ByteSink, include_data: str, progress: Prog
     path = files.existing_database_path(target)
     with files.snapshot_connection(path, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
             sqlalchemy_connection(raw, "sqlite://") as conn:
-        return _write_sqlite(raw, reflect_sqlite(conn, failure=errors.JSON_BACKUP_FAILED), out, include_data, progress)
+        model = reflect_sqlite(conn, failure=errors.JSON_BACKUP_FAILED)
+        with frozen_gc():  # the model lives through the document
+            return _write_sqlite(raw, model, out, include_data, progress)
 
 
 def _write_sqlite(raw: sqlite3.Connection, model: DatabaseModel, out: ByteSink, include_data: str,

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SAWarning
 
 from backup_engine import errors
+from backup_engine.engines.collector import paused_gc
 from backup_engine.engines.reflection import freeze_reflected_text
 from backup_engine.engines.sqlite import files
 from backup_engine.formats.model import CatalogType, DatabaseModel, SchemaExtras
@@ -32,6 +33,7 @@ def inventory(raw: sqlite3.Connection) -> list[str]:
     return refused
 
 
+@paused_gc()  # thousands of tables' reflected objects, all kept: the collector's passes would only slow it
 def reflect_sqlite(conn: Connection, *, failure: str = errors.FALLBACK_FAILED) -> DatabaseModel:
     """The model of a SQLite database: MetaData for order and columns, and the CREATE statements
     SQLite keeps verbatim (tables, indexes, views, triggers), which are exact where reflection is not.
