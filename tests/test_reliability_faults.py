@@ -344,21 +344,7 @@ def test_target_postgres_restarted_during_a_backup_fails_cleanly_and_the_retry_s
     assert temp_files(backups) == []
 
 
-# --- disk full ---------------------------------------------------------------------------------------------
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 2 MB tmpfs as BACKUP_DIR (root only), unmounted at teardown."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(folder)], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
+# --- disk full (conftest's `full_disk`) ----------------------------------------------------------------------
 def small_sqlite(path: Path, rows: int, blob: int = 100) -> str:
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")

@@ -9,11 +9,9 @@ safety backup that fails for want of room fails the restore the same way.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -158,23 +156,9 @@ def test_a_ready_that_raises_leaves_the_target_untouched(side, tmp_path):
     assert side.leftovers(url) == []
 
 
-@pytest.fixture
-def small_store(tmp_path) -> Iterator[Path]:
-    """A backup folder on a 2 MB tmpfs (root only), unmounted at teardown."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    folder = tmp_path / "small-store"
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(folder)], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-def test_a_failed_safety_backup_fails_the_restore_and_changes_nothing(side, small_store):
+def test_a_failed_safety_backup_fails_the_restore_and_changes_nothing(side, full_disk):
     """The store has room for the backup restored, not for the safety backup of the bigger target."""
-    store = BackupStore(small_store)
+    store = BackupStore(full_disk)
     name = _backup_of_new(side, store)
     url = side.make("old", padded=True)
 
