@@ -28,6 +28,7 @@ ENGINE_NAME = "postgresql"
 JSON_LARGE_OBJECT_LIMIT = 16 << 20
 
 
+@paused_gc()  # thousands of tables' objects, all kept: the collector's passes would only slow it
 def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
                        large_object_data: bool = False, shapes_only: bool = False,
                        positions: PositionsAside | None = None) -> DatabaseModel:
@@ -39,12 +40,6 @@ def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
     columns and foreign keys (`table_shapes`): enough for a script written from the catalog.
     Sequence positions come from `positions` where it read them, else from the snapshot.
     """
-    with paused_gc():
-        return _reflect(raw, failure, large_object_data, shapes_only, positions)
-
-
-def _reflect(raw: Any, failure: str, large_object_data: bool, shapes_only: bool,
-             positions: PositionsAside | None) -> DatabaseModel:
     cur = raw.cursor()
     reading = read_catalog(cur)
     if large_object_data:
