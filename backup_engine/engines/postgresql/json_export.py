@@ -21,7 +21,7 @@ from backup_engine.engines.postgresql import kinds as pg_kinds
 from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.sequence_positions import positions_aside
-from backup_engine.engines.postgresql.split_copy import SecondStream, copy_split, second_stream
+from backup_engine.engines.postgresql.split_copy import SecondStream, TableSize, copy_split, second_stream, table_sizes
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
 from backup_engine.formats.json_schema import model_to_dict
 from backup_engine.formats.model import DatabaseModel
@@ -99,10 +99,12 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, colu
     del schema  # written: the rows need only the model
     tables = [(key, table) for key, table in metadata.tables.items()
               if include_data != "schema" and not model.extras.partition_keys.get(key)]
+    sizes = table_sizes(raw) if tables else {}
     with LockWindow(raw) as window:
         for index, (key, table) in enumerate(tables):
             writer.open_table(key, row_columns[key])
-            rows, streams = _table_rows(raw, stream, window, table, row_columns[key], kinds[key], out)
+            rows, streams = _table_rows(raw, stream, window, table, row_columns[key], kinds[key], out,
+                                        sizes.get((table.schema, table.name)))
             writer.close_table(key, rows, index == len(tables) - 1)
             progress(phase="dump", tables=index + 1, rows=sum(writer.table_rows.values()), table=key, streams=streams)
     writer.finish()
@@ -114,7 +116,7 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, colu
 
 
 def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: Table, columns: list[str],
-                kinds: dict[str, tuple], out: ByteSink) -> tuple[int, int]:
+                kinds: dict[str, tuple], out: ByteSink, size: TableSize | None) -> tuple[int, int]:
     """Write one table's rows (one JSON array per line); returns how many, and in how many streams."""
     table_sql = sql.Identifier(table.schema, table.name).as_string(raw)
     if not columns:
@@ -131,7 +133,7 @@ def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: Table
                 f"{table_sql}{where}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
 
     forwarder = RowLines(out)
-    middle = stream.pages_to_split(table.schema, table.name)
+    middle = stream.pages_to_split(size)
     if middle:
         window.close()  # the split may export the snapshot: only outside a savepoint
         copy_split(raw, stream, query_for, middle, forwarder)

@@ -7,7 +7,8 @@ imported the export's snapshot (`pg_export_snapshot` / `SET TRANSACTION SNAPSHOT
 exactly the same rows, and together every row once. Each stream's output is cut at line ends
 and handed, whole lines at a time and under a lock, to the one `RowLines` of the table, so the
 document stays one table section whatever the interleaving (row order within a table carries no
-meaning in the document).
+meaning in the document). Every table's size is read here once for the export (`table_sizes`):
+it decides both the split and which tables are small enough to be read in batches (`batch_copy`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import io
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
@@ -28,19 +30,37 @@ from backup_engine.targets import Target
 
 SPLIT_BYTES = 32 << 20  # a table smaller than this is one stream: a second one would cost more than it saves
 TID_RANGE_SCANS = 140000  # server_version_num from which `ctid < '(n,0)'` is a range scan, not a filter
-# The tables worth two streams, read once for the export (a query per table was a round trip each).
-BIG_TABLES = """
-SELECT n.nspname, c.relname, pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND pg_catalog.pg_relation_size(c.oid) >= %s"""
+# Every table's size, read once for the export (a query per table was a round trip each): its heap
+# decides the two-stream split, its heap and TOAST together whether it is read in a batch. A size
+# function given a relation that does not exist (no TOAST: reltoastrelid 0) returns NULL.
+TABLE_SIZES = """
+SELECT n.nspname, c.relname, s.heap / pg_catalog.current_setting('block_size')::int, s.heap, s.heap + s.toast
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+     LATERAL (SELECT pg_catalog.pg_relation_size(c.oid) AS heap,
+                     COALESCE(pg_catalog.pg_relation_size(c.reltoastrelid), 0) AS toast) s
+WHERE c.relkind = 'r'"""
 
 
-class _WholeLines(io.RawIOBase):
-    """One COPY stream's blocks, passed on to the shared RowLines as whole lines only."""
+@dataclass(frozen=True)
+class TableSize:
+    """A table's size on disk as the export reads it (its relation files, not its snapshot's rows)."""
 
-    def __init__(self, rows: RowLines, lock: threading.Lock) -> None:
-        self._rows = rows
-        self._lock = lock
+    pages: int  # of the heap
+    heap: int  # bytes
+    total: int  # bytes, heap and TOAST
+
+
+def table_sizes(raw: Any) -> dict[tuple[str, str], TableSize]:
+    """(schema, table) -> its size, for every table, in one catalog query."""
+    with raw.cursor() as cur:
+        cur.execute(TABLE_SIZES)
+        return {(schema, name): TableSize(pages, heap, total) for schema, name, pages, heap, total in cur.fetchall()}
+
+
+class WholeLines(io.RawIOBase):
+    """A COPY stream's blocks, handed to `lines` as whole lines only (a row may span two blocks)."""
+
+    def __init__(self) -> None:
         self._partial = b""
 
     def writable(self) -> bool:
@@ -51,13 +71,29 @@ class _WholeLines(io.RawIOBase):
         cut = data.rfind(b"\n") + 1
         self._partial = data[cut:]
         if cut:
-            with self._lock:
-                self._rows.write(data[:cut])
+            self.lines(data[:cut])
         return len(block)
+
+    def lines(self, data: bytes) -> None:
+        """One or more whole lines, each ending in a newline."""
+        raise NotImplementedError
 
     def finish(self) -> None:
         if self._partial:
             raise errors.DumpError(errors.JSON_BACKUP_FAILED, "a COPY stream ended inside a row")
+
+
+class _SharedLines(WholeLines):
+    """One COPY stream's whole lines, passed on to the RowLines both streams share, under a lock."""
+
+    def __init__(self, rows: RowLines, lock: threading.Lock) -> None:
+        super().__init__()
+        self._rows = rows
+        self._lock = lock
+
+    def lines(self, data: bytes) -> None:
+        with self._lock:
+            self._rows.write(data)
 
 
 class SecondStream:
@@ -69,21 +105,15 @@ class SecondStream:
         self._snapshot: str | None = None
         self._connection: Any = None
         self._stack = contextlib.ExitStack()
-        self._big: dict[tuple[str, str], int] | None = None
         with raw.cursor() as cur:
             cur.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
             self.available = cur.fetchone()[0] >= TID_RANGE_SCANS
 
-    def pages_to_split(self, schema: str, name: str) -> int | None:
+    def pages_to_split(self, size: TableSize | None) -> int | None:
         """Half the table's pages when it is worth two streams, else None."""
-        if not self.available:
+        if not self.available or size is None or size.heap < SPLIT_BYTES:
             return None
-        if self._big is None:
-            with self._raw.cursor() as cur:
-                cur.execute(BIG_TABLES, (SPLIT_BYTES,))
-                self._big = {(table_schema, table): pages for table_schema, table, pages in cur.fetchall()}
-        pages = self._big.get((schema, name))
-        return pages // 2 if pages else None
+        return size.pages // 2
 
     def connection(self) -> Any:
         if self._connection is None:
@@ -115,7 +145,7 @@ def copy_split(raw: Any, stream: SecondStream, query_for: Callable[[str], str], 
     lock = threading.Lock()
     halves = [(raw, f" WHERE ctid < '({middle_page},0)'::pg_catalog.tid"),
               (stream.connection(), f" WHERE ctid >= '({middle_page},0)'::pg_catalog.tid")]
-    sinks = [_WholeLines(rows, lock) for _ in halves]
+    sinks = [_SharedLines(rows, lock) for _ in halves]
     failures: list[BaseException] = []
 
     def run(index: int) -> None:
