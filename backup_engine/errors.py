@@ -69,6 +69,8 @@ UNTRUSTED_MYSQL_SQL = ("Untrusted SQL is not restored into MySQL (there is no pa
 SWAP_PENDING = "An interrupted restore of this target is not recovered yet"
 ROW_COUNT_MISMATCH = "The restored rows differ from the backup's manifest"
 JSON_BACKUP_FAILED = "JSON backup failed"
+BATCH_OUT_OF_ORDER = ("JSON backup failed: the server returned a batch of tables' rows out of order "
+                      "(a parallel plan?); no document was written")
 CLIENT_STOPPED_READING = "the client stopped reading before the end of the file"
 BAD_ARCHIVE = "The stored pg_dump archive is malformed"
 PGDUMP_DATA_ONLY = "a pgdump archive is full or schema only (use format=sql for a data-only backup)"

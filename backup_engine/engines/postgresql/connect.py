@@ -136,16 +136,17 @@ END_SAVEPOINT = "ROLLBACK TO SAVEPOINT bw_table; RELEASE SAVEPOINT bw_table"  # 
 
 
 @contextmanager
-def locks_released(raw: Any) -> Iterator[None]:
+def locks_released(raw: Any, settings: tuple[str, ...] = ()) -> Iterator[None]:
     """Run the block in a savepoint rolled back afterwards, inside a snapshot's read-only transaction.
 
     A `COPY (SELECT ...)` plans its query, and the planner locks the table and every index of it
     until the transaction ends: 5,000 tables with two indexes each need more locks than a
     default server's whole lock table. Rolling back to a savepoint releases the locks taken
     since, and loses nothing in a read-only transaction; the snapshot stays the transaction's.
-    (pg_dump holds one lock per table, as a plain `COPY table TO STDOUT` does.)"""
+    (pg_dump holds one lock per table, as a plain `COPY table TO STDOUT` does.) `settings`, SET
+    LOCAL statements sent with the savepoint (no round trip of their own), end with it."""
     with raw.cursor() as cur:
-        cur.execute("SAVEPOINT bw_table")
+        cur.execute("; ".join(("SAVEPOINT bw_table", *settings)))
     try:
         yield
     except BaseException:

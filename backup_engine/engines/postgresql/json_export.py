@@ -1,7 +1,8 @@
 """The JSON document of a PostgreSQL target: the server renders every row.
 
 Rows are `COPY (SELECT json_build_array(...)) TO STDOUT` (one raw JSON array per line) moved
-in 1 MiB blocks; schema and rows come from one REPEATABLE READ snapshot.
+in 1 MiB blocks; schema and rows come from one REPEATABLE READ snapshot. Small tables are read
+many to a COPY (`batch_copy`), a big one alone (in two streams when it is big enough to gain).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.collector import frozen_gc
 from backup_engine.engines.postgresql import kinds as pg_kinds
+from backup_engine.engines.postgresql.batch_copy import SMALL_TABLE_BYTES, BatchLines, batches, copy_batch, copy_rows
 from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.sequence_positions import positions_aside
@@ -99,14 +101,24 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, colu
     del schema  # written: the rows need only the model
     tables = [(key, table) for key, table in metadata.tables.items()
               if include_data != "schema" and not model.extras.partition_keys.get(key)]
+    sections = _Sections(writer, row_columns, len(tables), progress)
     sizes = table_sizes(raw) if tables else {}
+
+    def small(item: tuple[str, Table]) -> bool:
+        _, table = item
+        size = sizes.get((table.schema, table.name))
+        return size is not None and size.total < SMALL_TABLE_BYTES
+
     with LockWindow(raw) as window:
-        for index, (key, table) in enumerate(tables):
-            writer.open_table(key, row_columns[key])
-            rows, streams = _table_rows(raw, stream, window, table, row_columns[key], kinds[key], out,
-                                        sizes.get((table.schema, table.name)))
-            writer.close_table(key, rows, index == len(tables) - 1)
-            progress(phase="dump", tables=index + 1, rows=sum(writer.table_rows.values()), table=key, streams=streams)
+        for batched, run in batches(tables, small):
+            if batched:
+                _batch_rows(raw, run, row_columns, kinds, sections)
+                continue
+            key, table = run[0]
+            rows = sections.open(key)
+            streams = _table_rows(raw, stream, window, table, row_columns[key], kinds[key], rows,
+                                  sizes.get((table.schema, table.name)))
+            sections.close(key, rows, streams)
     writer.finish()
     names = {key: model.extras.display_names.get(key) or key for key in metadata.tables}
     table_rows = {names[key]: writer.table_rows.get(key, 0) for key in metadata.tables}
@@ -115,31 +127,62 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, colu
                       not_carried=list(not_carried))
 
 
+class _Sections:
+    """The document's table sections, opened and closed in the document's order; progress as each closes."""
+
+    def __init__(self, writer: DocumentWriter, row_columns: dict[str, list[str]], count: int,
+                 progress: Progress) -> None:
+        self._writer, self._row_columns, self._count, self._progress = writer, row_columns, count, progress
+        self._closed = self._rows = 0
+
+    def open(self, key: str) -> RowLines:
+        self._writer.open_table(key, self._row_columns[key])
+        return RowLines(self._writer.out)
+
+    def close(self, key: str, rows: RowLines, streams: int = 1) -> None:
+        rows.close_rows()
+        self._closed += 1
+        self._rows += rows.rows
+        self._writer.close_table(key, rows.rows, self._closed == self._count)
+        self._progress(phase="dump", tables=self._closed, rows=self._rows, table=key, streams=streams)
+
+
+def _row_array(raw: Any, columns: list[str], kinds: dict[str, tuple]) -> str:
+    """The expression of one row as a JSON array, its values rendered by the server."""
+    expressions = [pg_kinds.export_expression(sql.Identifier(name).as_string(raw), kinds[name][0])
+                   for name in columns]
+    return f"pg_catalog.json_build_array({', '.join(expressions)})"
+
+
+def _batch_rows(raw: Any, batch: list[tuple[str, Table]], row_columns: dict[str, list[str]],
+                kinds: dict[str, dict[str, tuple]], sections: _Sections) -> None:
+    """Write the rows of a batch of small tables, each into its own section, from one COPY."""
+    branches = [f"SELECT {position}, {_row_array(raw, row_columns[key], kinds[key])} "  # noqa: S608 - quoted identifiers
+                f"FROM ONLY {sql.Identifier(table.schema, table.name).as_string(raw)}"
+                for position, (key, table) in enumerate(batch)]
+    copy_batch(raw, branches, BatchLines([key for key, _ in batch], sections))
+
+
 def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: Table, columns: list[str],
-                kinds: dict[str, tuple], out: ByteSink, size: TableSize | None) -> tuple[int, int]:
-    """Write one table's rows (one JSON array per line); returns how many, and in how many streams."""
+                kinds: dict[str, tuple], forwarder: RowLines, size: TableSize | None) -> int:
+    """Write one table's rows (one JSON array per line) into `forwarder`; returns in how many streams."""
     table_sql = sql.Identifier(table.schema, table.name).as_string(raw)
     if not columns:
         with window.table(), raw.cursor() as cur:
             cur.execute(f"SELECT count(*) FROM ONLY {table_sql}")  # noqa: S608 - a quoted identifier
-            rows = cur.fetchone()[0]
-        out.write(b",\n".join([b"[]"] * rows) + (b"\n" if rows else b""))
-        return rows, 1
-    expressions = [pg_kinds.export_expression(sql.Identifier(name).as_string(raw), kinds[name][0])
-                   for name in columns]
+            forwarder.write(b"[]\n" * cur.fetchone()[0])
+        return 1
+    row = _row_array(raw, columns, kinds)
 
     def query_for(where: str) -> str:
-        return (f"COPY (SELECT pg_catalog.json_build_array({', '.join(expressions)}) FROM ONLY "  # noqa: S608
-                f"{table_sql}{where}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+        return copy_rows(f"SELECT {row} FROM ONLY {table_sql}{where}")  # noqa: S608 - quoted identifiers
 
-    forwarder = RowLines(out)
     middle = stream.pages_to_split(size)
     if middle:
         window.close()  # the split may export the snapshot: only outside a savepoint
         copy_split(raw, stream, query_for, middle, forwarder)
-    else:
-        with window.table(), io.BufferedWriter(forwarder, buffer_size=BLOCK) as buffered, raw.cursor() as cur:
-            cur.copy_expert(query_for(""), buffered, size=BLOCK)
-            buffered.flush()
-    forwarder.close_rows()
-    return forwarder.rows, 2 if middle else 1
+        return 2
+    with window.table(), io.BufferedWriter(forwarder, buffer_size=BLOCK) as buffered, raw.cursor() as cur:
+        cur.copy_expert(query_for(""), buffered, size=BLOCK)
+        buffered.flush()
+    return 1
