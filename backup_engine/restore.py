@@ -44,7 +44,9 @@ def restore_request(entry: Entry, allow_superuser: bool = False,
     return RestoreRequest(format=manifest.format, include_data=manifest.include_data, table_rows=manifest.table_rows,
                           trusted=entry.trusted, object_counts=manifest.object_counts,
                           allow_superuser=allow_superuser, max_statement_bytes=max_statement_bytes,
-                          converted=entry.signed and manifest.converted_from is not None)
+                          converted=entry.signed and manifest.converted_from is not None,
+                          content_bytes=manifest.content_bytes if manifest.content_bytes is not None
+                          else manifest.size_bytes)
 
 
 def restore_backup(engine: Engine, catalogue: Catalogue, backup_filename: str, *, prefix: str | None = None,

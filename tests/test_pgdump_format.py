@@ -1,5 +1,7 @@
 """The `pgdump` format (issue 18): pg_dump's directory archive dumped with -j, stored as one tar
-object, restored with pg_restore -j into a database built beside the target and swapped in.
+object, restored with pg_restore -j into a database built beside the target and swapped in; a
+database without big tables dumped as tar on pg_dump's output and restored by one pg_restore
+fed as the object is read (issue 16: thousands of tiny tables).
 
 Against the real server and tools: the catalog zoo round-trips identical (tests/pg_compare.py)
 with the manifest's row counts taken from the archive; what cannot be all or nothing is refused
@@ -22,7 +24,8 @@ import pytest
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
-from backup_engine.engines.postgresql.archive import PARALLEL_MIN_BYTES, restore_jobs
+from backup_engine.engines.postgresql import archive, archive_stream
+from backup_engine.engines.postgresql.archive import PARALLEL_MIN_BYTES, PARALLEL_TABLE_BYTES, restore_jobs
 from backup_engine.targets import Target
 from config.settings import load_settings
 from tasks import operations
@@ -55,6 +58,17 @@ def zoo(pg_server):
     name = f"pgd_zoo_{uuid.uuid4().hex[:6]}"
     url = pg_server.create_database(name)
     catalog_zoo.build_zoo(url, seed=5, rows=200)
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def zoo_without_large_objects(pg_server, zoo):
+    """The zoo less its large objects: an archive restored in one pass holds none."""
+    name = f"pgd_nolo_{uuid.uuid4().hex[:6]}"
+    pg_server.execute("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{zoo.rsplit("/", 1)[1]}"')
+    url = pg_server.url(name)
+    pg_server.execute(url, "SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
     yield url
     pg_server.drop_database(name)
 
@@ -187,3 +201,128 @@ def test_an_archive_with_little_table_data_is_restored_by_one_job(tmp_path):
     with (folder / "4000.dat").open("wb") as data:
         data.truncate(PARALLEL_MIN_BYTES)
     assert restore_jobs(folder, 2) == 2 and restore_jobs(folder, 4) == 4
+    for number in range(5000, 5000 + PARALLEL_MIN_BYTES // (PARALLEL_TABLE_BYTES // 2)):  # many small tables
+        with (folder / f"{number}.dat").open("wb") as data:
+            data.truncate(PARALLEL_TABLE_BYTES // 2)
+    (folder / "4000.dat").unlink()
+    assert restore_jobs(folder, 2) == 1
+
+
+def stored_members(store: BackupStore, name: str) -> list[str]:
+    path, _ = store.verified(name)
+    with tarfile.open(path) as tar:
+        return tar.getnames()
+
+
+@pytest.mark.parametrize("dumped", ["streamed", "parallel"])
+def test_either_dump_restores_in_one_pass_identical(zoo_without_large_objects, fresh, tmp_path, monkeypatch, dumped):
+    """A dump streamed as tar and one made through a folder (its members in name order, not the
+    table of contents') both restore by one pg_restore fed in one pass: members that come early
+    wait in scratch for their turn."""
+    source = zoo_without_large_objects
+    store = BackupStore(tmp_path / "backups")
+    events: list[dict] = []
+    with monkeypatch.context() as patch:
+        if dumped == "parallel":
+            patch.setattr(archive, "PARALLEL_MIN_BYTES", 0)
+        manifest = create_backup(Target.from_url("src", source), store, tools=TOOLS, format="pgdump",
+                                 progress=lambda **event: events.append(event))
+    assert {"phase": "dump", "jobs": 1 if dumped == "streamed" else archive.default_jobs()} in events
+    assert manifest["table_rows"] == table_rows(source)
+    members = stored_members(store, manifest["backup_filename"])
+    assert members[0] == "toc.dat" and "restore.sql" not in members
+    if dumped == "parallel":
+        assert members[1:] == sorted(members[1:]) and len(members) > 3
+    restored, events = fresh(), []
+    restore_backup(Target.from_url("dst", restored), store, manifest["backup_filename"], tools=TOOLS,
+                   progress=lambda **event: events.append(event))
+    assert {"phase": "restore", "jobs": 1, "archive": "streamed"} in events
+    assert pg_compare.compare(source, restored) == []
+
+
+def test_an_archive_worth_parallel_jobs_is_dumped_through_a_folder_and_restored_unpacked(
+        zoo_without_large_objects, fresh, tmp_path, monkeypatch):
+    monkeypatch.setattr(archive, "PARALLEL_MIN_BYTES", 0)
+    store = BackupStore(tmp_path / "backups")
+    manifest = create_backup(Target.from_url("src", zoo_without_large_objects), store, tools=TOOLS, format="pgdump")
+    restored, events = fresh(), []
+    restore_backup(Target.from_url("dst", restored), store, manifest["backup_filename"], tools=TOOLS,
+                   progress=lambda **event: events.append(event))
+    assert {"phase": "restore", "jobs": 2, "archive": "unpacked"} in events
+    assert pg_compare.compare(zoo_without_large_objects, restored) == []
+
+
+def test_a_failing_streamed_dump_reports_pg_dumps_reason_and_publishes_nothing(make_app_database, pg_server, tmp_path):
+    url = make_app_database("pgd_deny", "CREATE TABLE mine (x int); INSERT INTO mine VALUES (1)")
+    pg_server.execute(url.rsplit("/", 1)[1], "CREATE TABLE theirs (x int); INSERT INTO theirs VALUES (2)")
+    store = BackupStore(tmp_path / "backups")
+    with pytest.raises(errors.DumpError, match="permission denied"):
+        create_backup(Target.from_url("app", url), store, tools=TOOLS, format="pgdump")
+    assert list(store.folder.iterdir()) == []
+
+
+def tar_members(*members: tuple[str, bytes]) -> tarfile.TarFile:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return tarfile.open(fileobj=buffer, mode="r|")
+
+
+def members_of(tar: tarfile.TarFile):
+    while (member := tar.next()) is not None:
+        yield member, tar.extractfile(member)
+
+
+def ordered(tmp_path: Path, members: list[tuple[str, bytes]], order: list[str]) -> list[tuple[str, bytes]]:
+    (tmp_path / "toc.dat").write_bytes(b"TOC")
+    (tmp_path / "room").mkdir(exist_ok=True)
+    drained = []
+    feed = archive_stream.ordered_archive(members_of(tar_members(*members)), tmp_path / "toc.dat", order,
+                                          tmp_path / "room", lambda: drained.append(True))
+    with tarfile.open(fileobj=io.BytesIO(feed.read()), mode="r:") as tar:
+        out = [(member.name, tar.extractfile(member).read()) for member in tar]
+    assert drained == [True] and list((tmp_path / "room").iterdir()) == []
+    return out
+
+
+@pytest.mark.parametrize("arrival", [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 0, 2, 3]])
+def test_the_one_pass_feed_puts_members_in_the_table_of_contents_order(tmp_path, arrival):
+    order = ["10.dat", "9.dat", "200.dat", "3.dat"]
+    data = {name: name.encode() * (index * 300 + 1) for index, name in enumerate(order)}  # sizes across blocks
+    members = [(order[index], data[order[index]]) for index in arrival]
+    assert ordered(tmp_path, members, order) == [("toc.dat", b"TOC")] + [(name, data[name]) for name in order]
+
+
+@pytest.mark.parametrize("members, order", [
+    ([("1.dat", b"a"), ("1.dat", b"b")], ["1.dat", "2.dat"]),  # given twice
+    ([("2.dat", b"a"), ("2.dat", b"b")], ["1.dat", "2.dat"]),  # given twice while it waits
+    ([("7.dat", b"a")], ["1.dat"]),  # not in the table of contents
+    ([("1.dat", b"a")], ["1.dat", "2.dat"]),  # missing
+])
+def test_the_one_pass_feed_refuses_a_member_given_twice_unknown_or_missing(tmp_path, members, order):
+    with pytest.raises(errors.ArtifactError, match=errors.BAD_ARCHIVE):
+        ordered(tmp_path, members, order)
+
+
+def test_a_store_that_fills_up_fails_a_streamed_dump_with_the_stores_reason(pg_server, full_disk, tmp_path):
+    """The store's failure is the reason given, not pg_dump's broken pipe once it is stopped."""
+    name = f"pgd_fill_{uuid.uuid4().hex[:6]}"
+    url = pg_server.create_database(name)
+    pg_server.execute(url, "CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 300000) g")
+    settings = load_settings({"BACKUP_TARGETS": json.dumps({"src": url}), "BACKUP_DIR": str(full_disk),
+                              "BACKUP_UPLOAD_DIR": str(tmp_path / "uploads"), "BACKUP_COMPRESSION": "none"},
+                             dotenv_path=None)
+    events: list[dict] = []
+    try:
+        with pytest.raises(errors.BackupError) as caught:
+            operations.create(settings, target="src", format="pgdump", progress=lambda **event: events.append(event))
+    finally:
+        pg_server.drop_database(name)
+    assert {"phase": "dump", "jobs": 1} in events
+    assert "No space left on device" in str(caught.value) or errors.WRITE_FAILED in str(caught.value)
+    assert "pg_dump" not in str(caught.value)
+    assert [path.name for path in full_disk.iterdir()] in ([], [".scratch"])

@@ -361,7 +361,8 @@ def test_disk_full_fails_clearly_leaves_no_partial_file_and_keeps_older_backups(
     older = operations.create(settings, target="small")
     listed_before = operations.list_backups(settings)
 
-    attempts = [dict(target="big"), dict(target="fat", format="sqlite"), dict(target="fat", format="sql")]
+    attempts = [dict(target="big"), dict(target="big", format="pgdump"), dict(target="fat", format="sqlite"),
+                dict(target="fat", format="sql")]
     for kwargs in attempts:
         with pytest.raises(Exception) as caught:  # noqa: B017 - the type is checked below
             operations.create(settings, **kwargs)

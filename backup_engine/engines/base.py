@@ -70,6 +70,7 @@ class RestoreRequest:
     # document whose schema the engine vetted when it was not ours: an engine without a gate for foreign SQL
     # (MySQL) restores such a script and refuses every other untrusted one
     converted: bool = False
+    content_bytes: int | None = None  # the backup's plain size, when the manifest says it
 
 
 Ready = Callable[[], None]

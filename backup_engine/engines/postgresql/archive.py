@@ -4,18 +4,23 @@ For a big database one pg_dump is one core reading one table at a time; `pg_dump
 reads N tables at once from one exported snapshot, and `pg_restore -j N` loads them (and builds
 their indexes) N at a time. The archive is a folder, so it is stored as one object: a tar stream
 of its files, written once the dump is complete, which the store's stages compress (pg_dump's
-own compression is off: zstd does better and hashes on the way).
+own compression is off: zstd does better and hashes on the way). Jobs pay only for big tables:
+a database without enough data in big tables (`parallel_worth`) is dumped by one pg_dump as tar
+on its standard output and restored by one pg_restore fed as the object is read, with no folder
+of thousands of files (`archive_stream`); the stored object is the same either way.
 
 Row counts come from the archive itself: each table's data file is COPY text ending in `\\.`,
-counted as the tar stream reads it, and named through the archive's table of contents (the
+counted as the tar stream passes, and named through the archive's table of contents (the
 table's oid) and the catalog read in the dump's own snapshot, so counts and names describe the
 same state as the data.
 
-A restore unpacks the stream into a private scratch folder (only the file names pg_dump
-writes, only regular files), checks the checksum, then runs `pg_restore -j N` into a database
-built beside the target: no transaction could hold a parallel restore, so all or nothing comes
-from the swap, as for every restore of a PostgreSQL target. Archives are never taken from
-uploads: only our own signed backups are in this format.
+A restore reads the stream's members (only the file names pg_dump writes, only regular files)
+into a database built beside the target: no transaction could hold a parallel restore, so all
+or nothing comes from the swap, as for every restore of a PostgreSQL target. The object was
+checked against its manifest before the restore began (`Catalogue.check`), and is checked again
+as it is read: unpacked archives before pg_restore starts, a streamed one before pg_restore may
+see the end of its input. Archives are never taken from uploads: only our own signed backups
+are in this format.
 """
 
 from __future__ import annotations
@@ -25,43 +30,64 @@ import re
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, dies_with_worker, no_progress
 from backup_engine.engines.base import ArtifactSource
+from backup_engine.engines.clients import feed_client
+from backup_engine.engines.postgresql import archive_stream
+from backup_engine.engines.postgresql.archive_members import (
+    BLOCK,
+    READ_BUFFER,
+    TABLE_DATA_FILE,
+    TOC,
+    RowCounter,
+    TarOut,
+    checked_member,
+    copy_member,
+)
 from backup_engine.engines.postgresql.connect import classify_failure, client_run, connect
-from backup_engine.engines.postgresql.native import server_version
 from backup_engine.engines.postgresql.psql import require_tool
 from backup_engine.engines.postgresql.restore import SYSTEM_SCHEMAS
 from backup_engine.scratch import private_folder
 from backup_engine.targets import Target
 
-BLOCK = 1 << 20
 ARCHIVE_FOLDER = "archive"
-# The files pg_dump writes into a directory archive (uncompressed), and nothing else.
-MEMBER_NAME = re.compile(r"toc\.dat|blobs\.toc|[0-9]{1,10}\.dat|blob_[0-9]{1,10}\.dat")
-TABLE_DATA_FILE = re.compile(r"([0-9]{1,10})\.dat")
 # `pg_restore -l`: "3350; 0 16386 TABLE DATA schema name owner": dump id, then the table's oid.
 TABLE_DATA_ENTRY = re.compile(rb"^([0-9]+); 0 ([0-9]+) TABLE DATA ", re.M)
-COPY_END = b"\\.\n\n\n"  # how pg_dump ends every table data file
+# Large objects in the table of contents (their files follow blobs.toc's order, not the table of contents').
+LARGE_OBJECTS_ENTRY = re.compile(rb"^[0-9]+; [0-9]+ [0-9]+ (BLOBS|LARGE OBJECTS) ", re.M)
 INCLUDE_DATA_FLAGS = {"full": [], "schema": ["--schema-only"]}
-PARALLEL_MIN_BYTES = 64 << 20  # below this much table data, an archive is restored by one job
-# The user tables by oid, under the names table_rows uses everywhere (pg_dump's quote_ident form).
+# Parallel jobs pay only for big tables: a job per table of a few pages costs more in handoffs than
+# it saves (`pg_restore -j 2` of 5,000 tiny tables: 5.9 s, one job 3.5 s; `pg_dump -Fd -j 2` 4.2 s,
+# `-Ft` to a pipe 3.0 s). Jobs are used when tables of at least PARALLEL_TABLE_BYTES hold
+# PARALLEL_MIN_BYTES in all; else one job, and a dump streamed as tar.
+PARALLEL_MIN_BYTES = 64 << 20
+PARALLEL_TABLE_BYTES = 1 << 20
+# The user tables by oid, under the names table_rows uses everywhere (pg_dump's quote_ident form),
+# with their size on disk (main fork and TOAST: what their data files will hold, give or take).
 TABLES_BY_OID = """
-    SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+    SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+           CASE WHEN c.relkind = 'r' THEN pg_catalog.pg_relation_size(c.oid)
+                + CASE WHEN c.reltoastrelid <> 0 THEN pg_catalog.pg_relation_size(c.reltoastrelid) ELSE 0 END
+           ELSE 0 END
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'"""
+LARGE_OBJECT_BYTES = "SELECT pg_catalog.pg_table_size('pg_catalog.pg_largeobject')"
+
+
+def parallel_worth(sizes: Iterable[int]) -> bool:
+    """Whether tables of these sizes (bytes) are worth parallel jobs (see PARALLEL_MIN_BYTES)."""
+    return sum(size for size in sizes if size >= PARALLEL_TABLE_BYTES) >= PARALLEL_MIN_BYTES
 
 
 def restore_jobs(directory: Path, jobs: int) -> int:
-    """`jobs`, or one job for an archive with less than PARALLEL_MIN_BYTES of table data: parallel
-    jobs help only where there is data to load side by side, and on thousands of tiny tables
-    their per-item handoff costs more than it saves (`pg_restore -j 2` of 5,000 tables: 5.9 s,
-    against 3.5 s with one job)."""
-    data = sum(entry.stat().st_size for entry in directory.iterdir() if TABLE_DATA_FILE.fullmatch(entry.name))
-    return jobs if data >= PARALLEL_MIN_BYTES else 1
+    """`jobs` when the archive's table data files are worth them (`parallel_worth`), else one."""
+    sizes = (entry.stat().st_size for entry in directory.iterdir() if TABLE_DATA_FILE.fullmatch(entry.name))
+    return jobs if parallel_worth(sizes) else 1
 
 
 def default_jobs() -> int:
@@ -72,127 +98,169 @@ def default_jobs() -> int:
 
 def dump_archive(target: Target, out: ByteSink, include_data: str, tools: ClientTools, jobs: int,
                  scratch_dir: Path, progress: Progress = no_progress) -> DumpResult:
-    """`pg_dump -Fd -j jobs` of the target from a snapshot of ours, streamed into `out` as tar."""
+    """pg_dump's archive of the target, from a snapshot of ours, streamed into `out` as tar: by
+    `jobs` in parallel (`-Fd`, through a folder) when its big tables are worth it, else as tar
+    on pg_dump's standard output (`archive_stream`)."""
     if include_data not in INCLUDE_DATA_FLAGS:
         raise errors.InvalidRequest(errors.UNKNOWN_INCLUDE_DATA, errors.PGDUMP_DATA_ONLY)
     pg_dump = require_tool(tools.get("pg_dump"), "pg_dump")
-    version = server_version(target)
     with private_folder(scratch_dir) as folder, connect(target) as conn:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_export_snapshot()")
-            snapshot = cur.fetchone()[0]
+            cur.execute("SELECT pg_export_snapshot(), pg_catalog.current_setting('server_version')")
+            snapshot, version = cur.fetchone()
             cur.execute(TABLES_BY_OID, (SYSTEM_SCHEMAS,))
-            names = {oid: display for oid, display in cur.fetchall()}
+            tables = cur.fetchall()
+            cur.execute(LARGE_OBJECT_BYTES)
+            large_objects = cur.fetchone()[0]
+        names = {oid: display for oid, display, _ in tables}
+        parallel = include_data != "schema" and parallel_worth([size for _, _, size in tables] + [large_objects])
         directory = folder / ARCHIVE_FOLDER
-        progress(phase="dump", jobs=jobs)
-        # --no-sync: the folder is scratch, read once into the store (which syncs what it keeps)
-        run_tool(target, [pg_dump, "--format=directory", f"--jobs={jobs}", "--compress=0", f"--snapshot={snapshot}",
-                          "--no-sync", "--no-owner", "--no-privileges", "--no-password", "--file", str(directory),
-                          *INCLUDE_DATA_FLAGS[include_data]], errors.DumpError, errors.NATIVE_BACKUP_FAILED)
-        conn.rollback()  # the snapshot may go: the dump is complete
-        tables = table_files(tools, directory, names)
+        common = [f"--snapshot={snapshot}", "--no-owner", "--no-privileges", "--no-password",
+                  *INCLUDE_DATA_FLAGS[include_data]]
+        progress(phase="dump", jobs=jobs if parallel else 1)
+        if parallel:  # --no-sync: the folder is scratch, read once into the store (which syncs what it keeps)
+            run_tool(target, [pg_dump, "--format=directory", f"--jobs={jobs}", "--compress=0", "--no-sync",
+                              "--file", str(directory), *common], errors.DumpError, errors.NATIVE_BACKUP_FAILED)
+            conn.rollback()  # the snapshot may go: the dump is complete
+            counters = write_tar(directory, out, progress)
+        else:
+            directory.mkdir(mode=0o700)
+            counters = archive_stream.dump_streamed(target, [pg_dump, "--format=tar", *common], out, directory,
+                                                    progress)
+            conn.rollback()
         table_rows = {display: 0 for display in names.values()}
-        table_rows.update(write_tar(directory, out, tables, progress))
+        for file, table in table_files(toc_listing(tools, directory), names).items():
+            if file not in counters:
+                raise errors.DumpError(errors.INCOMPLETE_DUMP, f"no data file {file} for table {table}")
+            table_rows[table] = counters[file].rows(file)
     return DumpResult(method="pg_dump", server_version=version, table_rows=table_rows)
 
 
-def table_files(tools: ClientTools, directory: Path, names: dict[int, str]) -> dict[str, str]:
-    """Data file name -> the table it fills, from the archive's table of contents."""
+def toc_listing(tools: ClientTools, directory: Path, error: type[errors.BackupError] = errors.DumpError) -> bytes:
+    """`pg_restore --list` of the archive in `directory` (only its toc.dat is read)."""
     pg_restore = require_tool(tools.get("pg_restore"), "pg_restore")
     listing = subprocess.run([pg_restore, "--list", str(directory)], capture_output=True, stdin=subprocess.DEVNULL,
                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"})
     if listing.returncode != 0:
-        raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, listing.stderr.decode("utf-8", "replace").strip())
+        message = errors.NATIVE_BACKUP_FAILED if error is errors.DumpError else errors.BAD_ARCHIVE
+        raise error(message, listing.stderr.decode("utf-8", "replace").strip())
+    return listing.stdout
+
+
+def table_files(listing: bytes, names: dict[int, str]) -> dict[str, str]:
+    """Data file name -> the table it fills, from the archive's table of contents."""
     files = {}
-    for dump_id, oid in TABLE_DATA_ENTRY.findall(listing.stdout):
+    for dump_id, oid in TABLE_DATA_ENTRY.findall(listing):
         if int(oid) not in names:
             raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"table data of an unknown table (oid {int(oid)})")
         files[f"{int(dump_id)}.dat"] = names[int(oid)]
     return files
 
 
-class _RowCounter:
-    """A data file read through for the tar stream, counting its COPY lines on the way."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self.newlines = 0
-        self.tail = b""
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._handle.read(size)
-        self.newlines += chunk.count(b"\n")
-        self.tail = (self.tail + chunk)[-len(COPY_END):]
-        return chunk
-
-    def rows(self, name: str) -> int:
-        if self.tail != COPY_END:
-            raise errors.DumpError(errors.INCOMPLETE_DUMP, f"table data file {name} does not end its COPY")
-        return self.newlines - COPY_END.count(b"\n")
+def data_order(listing: bytes) -> list[str]:
+    """The table data files in the order a one-pass restore reads them: the table of contents'."""
+    return [f"{int(dump_id)}.dat" for dump_id, _ in TABLE_DATA_ENTRY.findall(listing)]
 
 
-def write_tar(directory: Path, out: ByteSink, tables: dict[str, str], progress: Progress) -> dict[str, int]:
-    """The archive's files as one tar stream (the table of contents first); rows per table."""
-    names = sorted(os.listdir(directory), key=lambda name: (name != "toc.dat", name))
-    rows: dict[str, int] = {}
+def write_tar(directory: Path, out: ByteSink, progress: Progress) -> dict[str, RowCounter]:
+    """The archive's files as one tar stream (the table of contents first); each file's row counter."""
+    names = sorted(os.listdir(directory), key=lambda name: (name != TOC, name))
+    counters: dict[str, RowCounter] = {}
     written = 0
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=BLOCK) as tar:  # type: ignore[call-overload]
-        tar.copybufsize = BLOCK  # tarfile's 16 KiB default costs a pass through every stage per block
-        for name in names:
-            path = directory / name
-            if not MEMBER_NAME.fullmatch(name) or not path.is_file():
-                raise errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"unexpected file in pg_dump's archive: {name!r}")
-            info = tarfile.TarInfo(name)
-            info.size = path.stat().st_size
-            info.mode = 0o600
-            with path.open("rb") as handle:
-                counter = _RowCounter(handle)
-                tar.addfile(info, counter)  # type: ignore[arg-type]
-            if name in tables:
-                rows[tables[name]] = counter.rows(name)
-            written += info.size
-            progress(phase="archive", bytes=written)
-    return rows
+    tar = TarOut(out)
+    for index, name in enumerate(names):
+        path = directory / name
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.REGTYPE if path.is_file() else tarfile.DIRTYPE
+        checked_member(info, first=index == 0, refuse=_unexpected)
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            counters[name] = tar.add(name, size, handle)
+        written += size
+        progress(phase="archive", bytes=written)
+    tar.close()
+    return counters
 
 
-def unpack(content: BinaryIO, directory: Path) -> None:
-    """A stored archive's tar stream into `directory`: only pg_dump's own file names, only
-    regular files, each created new (a name given twice is refused)."""
-    directory.mkdir(mode=0o700)
-    try:
-        with tarfile.open(fileobj=content, mode="r|", bufsize=BLOCK) as tar:
-            for member in tar:
-                if not member.isreg() or not MEMBER_NAME.fullmatch(member.name):
-                    raise errors.ArtifactError(errors.BAD_ARCHIVE, f"member {member.name!r}")
-                source = tar.extractfile(member)
-                assert source is not None
-                with open(directory / member.name, "xb") as handle:
-                    while block := source.read(BLOCK):
-                        handle.write(block)
-    except (tarfile.TarError, FileExistsError) as exc:
-        raise errors.ArtifactError(errors.BAD_ARCHIVE, str(exc)) from exc
-    while content.read(BLOCK):
-        pass  # tar's end blocks may stop short of the stream's end: read it all for the checksum
-    if not (directory / "toc.dat").is_file():
-        raise errors.ArtifactError(errors.BAD_ARCHIVE, "no toc.dat")
+def _unexpected(what: str) -> errors.BackupError:
+    return errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"unexpected file in pg_dump's archive: {what}")
+
+
+def _bad_archive(what: str) -> errors.BackupError:
+    return errors.ArtifactError(errors.BAD_ARCHIVE, what)
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, BinaryIO]]:
+    """The stored archive's members after its table of contents (read by `tar.next()`: iterating a
+    TarFile would start again from the members it already read), each checked before it is read."""
+    while (member := tar.next()) is not None:
+        checked_member(member, first=False, refuse=_bad_archive)
+        reader = tar.extractfile(member)
+        assert reader is not None
+        yield member, reader
 
 
 def restore_archive(database: Target, source: ArtifactSource, tools: ClientTools, jobs: int,
-                    scratch_dir: Path, progress: Progress = no_progress) -> None:
-    """The archive into `database` (new and empty), by `jobs` parallel jobs, once its checksum
-    has been checked: nothing is loaded from a file that does not match its manifest."""
+                    scratch_dir: Path, content_bytes: int | None = None, progress: Progress = no_progress) -> None:
+    """The archive into `database` (new and empty), checked against its manifest before anything
+    can be committed: an archive worth parallel jobs is unpacked into a scratch folder, checked,
+    and restored by `jobs`; a smaller one (`content_bytes` under PARALLEL_MIN_BYTES, no large
+    objects) is fed to one `pg_restore` as it is read, its end held back until the checksum
+    matched (`engines.clients`): the database is new, and dropped by the caller if this fails."""
     pg_restore = require_tool(tools.get("pg_restore"), "pg_restore", errors.RestoreError)
     with private_folder(scratch_dir) as folder:
         directory = folder / ARCHIVE_FOLDER
+        directory.mkdir(mode=0o700)
         with source.open() as content:
-            unpack(content, directory)
-            source.verify()
+            try:
+                with tarfile.open(fileobj=content, mode="r|", bufsize=READ_BUFFER) as tar:
+                    toc = tar.next()
+                    if toc is None:
+                        raise _bad_archive(f"no {TOC}")
+                    checked_member(toc, first=True, refuse=_bad_archive)
+                    copy_member(tar.extractfile(toc), directory / TOC)  # type: ignore[arg-type]
+                    listing = toc_listing(tools, directory, errors.ArtifactError)
+                    if content_bytes is not None and content_bytes < PARALLEL_MIN_BYTES \
+                            and not LARGE_OBJECTS_ENTRY.search(listing):
+                        _restore_streamed(database, pg_restore, directory, data_order(listing), _members(tar),
+                                          lambda: _drain_and_verify(content, source), progress)
+                        return
+                    for member, reader in _members(tar):
+                        copy_member(reader, directory / member.name)
+            except (tarfile.TarError, FileExistsError) as exc:
+                raise errors.ArtifactError(errors.BAD_ARCHIVE, str(exc)) from exc
+            _drain_and_verify(content, source)
         jobs = restore_jobs(directory, jobs)
-        progress(phase="restore", jobs=jobs)
-        run_tool(database, [pg_restore, "--format=directory", f"--jobs={jobs}", "--no-owner", "--no-privileges",
-                            "--exit-on-error", "--no-password", "--dbname", conninfo_dbname(database),
+        progress(phase="restore", jobs=jobs, archive="unpacked")
+        run_tool(database, [pg_restore, "--format=directory", f"--jobs={jobs}", *_restore_flags(database),
                             str(directory)], errors.RestoreError, errors.RESTORE_FAILED)
+
+
+def _drain_and_verify(content: BinaryIO, source: ArtifactSource) -> None:
+    while content.read(BLOCK):
+        pass  # tar's end blocks may stop short of the stream's end: read it all for the checksum
+    source.verify()
+
+
+def _restore_flags(database: Target) -> list[str]:
+    return ["--no-owner", "--no-privileges", "--exit-on-error", "--no-password", "--dbname",
+            conninfo_dbname(database)]
+
+
+def _restore_streamed(database: Target, pg_restore: str, directory: Path, order: list[str],
+                      members: Iterator[tuple[tarfile.TarInfo, BinaryIO]], verify: Callable[[], None],
+                      progress: Progress) -> None:
+    progress(phase="restore", jobs=1, archive="streamed")
+    feed = archive_stream.ordered_archive(members, directory / TOC, order, directory, verify)
+    with client_run(database) as run:
+        ended = feed_client(dies_with_worker([pg_restore, "--format=tar", *_restore_flags(database)]), run.env,
+                            run.pass_fds, feed, lambda _tail: None)
+    if ended.returncode != 0:
+        raise classify_failure(ended.stderr or f"pg_restore exited with {ended.returncode}",
+                               default=errors.RestoreError, default_message=errors.RESTORE_FAILED, target=database)
+    if ended.stopped_reading:
+        raise errors.RestoreError(errors.RESTORE_FAILED, errors.CLIENT_STOPPED_READING)
 
 
 def conninfo_dbname(database: Target) -> str:

@@ -114,7 +114,7 @@ class PostgresEngine(Engine):
         if request.include_data != "data" and swap.can_create_databases(self.target):
             with swap.beside(self.target) as new:
                 progress(phase="restore", building=new.name)
-                self._load(new.database, source, request, fresh=True)
+                self._load(new.database, source, request, fresh=True, progress=progress)
                 check_rows(new.database, request.table_rows)
                 ready()
                 progress(phase="swap")
@@ -126,10 +126,12 @@ class PostgresEngine(Engine):
         self._load(self.target, source, request, fresh=False)
         return RestoreOutcome({"built_beside": False})
 
-    def _load(self, database: Target, source: ArtifactSource, request: RestoreRequest, *, fresh: bool) -> None:
+    def _load(self, database: Target, source: ArtifactSource, request: RestoreRequest, *, fresh: bool,
+              progress: Progress = no_progress) -> None:
         psql = self.tools.get("psql")
         if request.format == "pgdump":  # only ever our own (uploads of it are refused): into a new database
-            archive.restore_archive(database, source, self.tools, self._jobs, self.scratch_dir)
+            archive.restore_archive(database, source, self.tools, self._jobs, self.scratch_dir, request.content_bytes,
+                                    progress)
         elif not request.trusted:
             uploads = _upload_gate()
             limits = uploads.GateLimits(max_statement_bytes=request.max_statement_bytes)
