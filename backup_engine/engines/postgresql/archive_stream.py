@@ -134,7 +134,8 @@ def ordered_archive(members: Iterator[tuple[tarfile.TarInfo, BinaryIO]], toc: Pa
                     waiting_room: Path, drain: Callable[[], None]) -> BinaryIO:
     """A tar stream `pg_restore --format=tar` reads in one pass: `toc` first, then the data files
     in `order` (the table of contents'), from `members` in any order; a member read before its
-    turn waits in `waiting_room`. `drain` reads the stored stream to its end afterwards."""
+    turn waits in `waiting_room`. `drain` reads the stored stream to its end (and checks it) before
+    the archive's end is given."""
     return io.BufferedReader(_ChunkReader(_ordered_chunks(members, toc, order, waiting_room, drain)), BLOCK)
 
 
