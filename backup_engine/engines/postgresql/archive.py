@@ -32,7 +32,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, dies_with_worker, no_progress
@@ -67,16 +67,18 @@ INCLUDE_DATA_FLAGS = {"full": [], "schema": ["--schema-only"]}
 # PARALLEL_MIN_BYTES in all; else one job, and a dump streamed as tar.
 PARALLEL_MIN_BYTES = 64 << 20
 PARALLEL_TABLE_BYTES = 1 << 20
-# The user tables by oid, under the names table_rows uses everywhere (pg_dump's quote_ident form),
-# with their size on disk (main fork and TOAST: what their data files will hold, give or take).
+# The user tables by oid, under the names table_rows uses everywhere (pg_dump's quote_ident form).
 TABLES_BY_OID = """
-    SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-           CASE WHEN c.relkind = 'r' THEN pg_catalog.pg_relation_size(c.oid)
-                + CASE WHEN c.reltoastrelid <> 0 THEN pg_catalog.pg_relation_size(c.reltoastrelid) ELSE 0 END
-           ELSE 0 END
+    SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'"""
-LARGE_OBJECT_BYTES = "SELECT pg_catalog.pg_table_size('pg_catalog.pg_largeobject')"
+# What the data files will hold, give or take: each table's main fork and TOAST, and the large objects.
+TABLE_BYTES = """
+    SELECT pg_catalog.pg_relation_size(c.oid)
+           + CASE WHEN c.reltoastrelid <> 0 THEN pg_catalog.pg_relation_size(c.reltoastrelid) ELSE 0 END
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r' AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'
+    UNION ALL SELECT pg_catalog.pg_table_size('pg_catalog.pg_largeobject')"""
 
 
 def parallel_worth(sizes: Iterable[int]) -> bool:
@@ -110,31 +112,35 @@ def dump_archive(target: Target, out: ByteSink, include_data: str, tools: Client
             cur.execute("SELECT pg_export_snapshot(), pg_catalog.current_setting('server_version')")
             snapshot, version = cur.fetchone()
             cur.execute(TABLES_BY_OID, (SYSTEM_SCHEMAS,))
-            tables = cur.fetchall()
-            cur.execute(LARGE_OBJECT_BYTES)
-            large_objects = cur.fetchone()[0]
-        names = {oid: display for oid, display, _ in tables}
-        parallel = include_data != "schema" and parallel_worth([size for _, _, size in tables] + [large_objects])
+            names = dict(cur.fetchall())
         directory = folder / ARCHIVE_FOLDER
+        directory.mkdir(mode=0o700)
         common = [f"--snapshot={snapshot}", "--no-owner", "--no-privileges", "--no-password",
                   *INCLUDE_DATA_FLAGS[include_data]]
-        progress(phase="dump", jobs=jobs if parallel else 1)
+        with archive_stream.TarDump(target, [pg_dump, "--format=tar", *common]) as tar_dump:
+            parallel = include_data != "schema" and _parallel_worth(conn)  # while pg_dump reads its catalog
+            if not parallel:
+                progress(phase="dump", jobs=1)
+                counters = tar_dump.rewrite(out, directory, progress)
         if parallel:  # --no-sync: the folder is scratch, read once into the store (which syncs what it keeps)
+            progress(phase="dump", jobs=jobs)
+            directory.rmdir()  # pg_dump makes it
             run_tool(target, [pg_dump, "--format=directory", f"--jobs={jobs}", "--compress=0", "--no-sync",
                               "--file", str(directory), *common], errors.DumpError, errors.NATIVE_BACKUP_FAILED)
-            conn.rollback()  # the snapshot may go: the dump is complete
             counters = write_tar(directory, out, progress)
-        else:
-            directory.mkdir(mode=0o700)
-            counters = archive_stream.dump_streamed(target, [pg_dump, "--format=tar", *common], out, directory,
-                                                    progress)
-            conn.rollback()
+        conn.rollback()  # the snapshot may go: the dump is complete
         table_rows = {display: 0 for display in names.values()}
         for file, table in table_files(toc_listing(tools, directory), names).items():
             if file not in counters:
                 raise errors.DumpError(errors.INCOMPLETE_DUMP, f"no data file {file} for table {table}")
             table_rows[table] = counters[file].rows(file)
     return DumpResult(method="pg_dump", server_version=version, table_rows=table_rows)
+
+
+def _parallel_worth(conn: Any) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(TABLE_BYTES, (SYSTEM_SCHEMAS,))
+        return parallel_worth(size for (size,) in cur.fetchall())
 
 
 def toc_listing(tools: ClientTools, directory: Path, error: type[errors.BackupError] = errors.DumpError) -> bytes:

@@ -45,41 +45,67 @@ from backup_engine.targets import Target
 PG_DUMP_SCRIPT = "restore.sql"  # the plain script pg_dump adds to a tar archive: not part of a directory archive
 
 
-def dump_streamed(target: Target, argv: list[str], out: ByteSink, toc_folder: Path,
-                  progress: Progress) -> dict[str, RowCounter]:
-    """Run `argv` (pg_dump --format=tar to its standard output) and rewrite its archive into `out`
-    as a directory archive's tar stream; the table of contents is also kept in `toc_folder`.
-    Returns each data file's row counter (the caller names them through the table of contents)."""
-    with client_run(target) as run, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(dies_with_worker(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=stderr, env=run.env, pass_fds=run.pass_fds)
-        assert process.stdout is not None
+class TarDump:
+    """`pg_dump --format=tar` running with its archive on its standard output, from `__enter__`.
+
+    Started before the caller decides between it and a parallel dump (which reads every table's
+    size, 0.2 s at 5,000 tables, while pg_dump reads its catalog); `rewrite` takes its archive,
+    and leaving the block without it stops pg_dump before it has written any data."""
+
+    def __init__(self, target: Target, argv: list[str]) -> None:
+        self._target, self._argv = target, argv
+        self._stack = contextlib.ExitStack()
+        self._process: subprocess.Popen | None = None
+        self._stderr: BinaryIO | None = None
+
+    def __enter__(self) -> TarDump:
+        with contextlib.ExitStack() as stack:
+            run = stack.enter_context(client_run(self._target))
+            self._stderr = stack.enter_context(tempfile.TemporaryFile())
+            self._process = subprocess.Popen(dies_with_worker(self._argv), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.PIPE, stderr=self._stderr, env=run.env,
+                                             pass_fds=run.pass_fds)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         try:
-            counters = _rewrite(process.stdout, out, toc_folder, progress)
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+                self._exited()
+        finally:
+            self._stack.close()
+
+    def rewrite(self, out: ByteSink, toc_folder: Path, progress: Progress) -> dict[str, RowCounter]:
+        """pg_dump's archive rewritten into `out` as a directory archive's tar stream (its table of
+        contents also kept in `toc_folder`); each data file's row counter, named by the caller
+        through the table of contents."""
+        assert self._process is not None and self._process.stdout is not None
+        try:
+            counters = _rewrite(self._process.stdout, out, toc_folder, progress)
         except tarfile.TarError as exc:  # its output ended early: pg_dump stopped, and its message says why
-            failed = _exited(process, stderr, target)
+            failed = self._exited()
             raise failed or errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"pg_dump's archive: {exc}") from exc
         except BaseException:  # ours (the store, a member refused): pg_dump goes, the reason is ours
-            process.kill()
-            _exited(process, stderr, target)
+            self._process.kill()
+            self._exited()
             raise
-        failed = _exited(process, stderr, target)
+        failed = self._exited()
         if failed is not None:
             raise failed
-    return counters
+        return counters
 
-
-def _exited(process: subprocess.Popen, stderr: BinaryIO, target: Target) -> errors.BackupError | None:
-    """Wait for pg_dump (its output closed: it cannot block on it); its failure, or None."""
-    assert process.stdout is not None
-    with contextlib.suppress(OSError):
-        process.stdout.close()
-    if process.wait() == 0:
-        return None
-    stderr.seek(0)
-    text = stderr.read().decode("utf-8", "replace") or f"pg_dump exited with {process.returncode}"
-    return classify_failure(text, default=errors.DumpError, default_message=errors.NATIVE_BACKUP_FAILED,
-                            target=target)
+    def _exited(self) -> errors.BackupError | None:
+        """Wait for pg_dump (its output closed: it cannot block on it); its failure, or None."""
+        assert self._process is not None and self._process.stdout is not None and self._stderr is not None
+        with contextlib.suppress(OSError):
+            self._process.stdout.close()
+        if self._process.wait() == 0:
+            return None
+        self._stderr.seek(0)
+        text = self._stderr.read().decode("utf-8", "replace") or f"pg_dump exited with {self._process.returncode}"
+        return classify_failure(text, default=errors.DumpError, default_message=errors.NATIVE_BACKUP_FAILED,
+                                target=self._target)
 
 
 def _rewrite(stdout: BinaryIO, out: ByteSink, toc_folder: Path, progress: Progress) -> dict[str, RowCounter]:
