@@ -52,6 +52,7 @@ from backup_engine.engines.postgresql.archive_members import (
 from backup_engine.engines.postgresql.connect import classify_failure, client_run, connect
 from backup_engine.engines.postgresql.psql import require_tool
 from backup_engine.engines.postgresql.restore import SYSTEM_SCHEMAS
+from backup_engine.engines.postgresql.table_sizes import large_object_bytes, table_sizes
 from backup_engine.scratch import private_folder
 from backup_engine.targets import Target
 
@@ -72,15 +73,6 @@ TABLES_BY_OID = """
     SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'"""
-# What the data files will hold, give or take: each table's main fork and TOAST, and the large objects.
-TABLE_BYTES = """
-    SELECT pg_catalog.pg_relation_size(c.oid)
-           + CASE WHEN c.reltoastrelid <> 0 THEN pg_catalog.pg_relation_size(c.reltoastrelid) ELSE 0 END
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind = 'r' AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'
-    UNION ALL SELECT pg_catalog.pg_table_size('pg_catalog.pg_largeobject')"""
-
-
 def parallel_worth(sizes: Iterable[int]) -> bool:
     """Whether tables of these sizes (bytes) are worth parallel jobs (see PARALLEL_MIN_BYTES)."""
     return sum(size for size in sizes if size >= PARALLEL_TABLE_BYTES) >= PARALLEL_MIN_BYTES
@@ -138,9 +130,8 @@ def dump_archive(target: Target, out: ByteSink, include_data: str, tools: Client
 
 
 def _parallel_worth(conn: Any) -> bool:
-    with conn.cursor() as cur:
-        cur.execute(TABLE_BYTES, (SYSTEM_SCHEMAS,))
-        return parallel_worth(size for (size,) in cur.fetchall())
+    """Whether the database's tables (heap and TOAST) and large objects are worth parallel jobs."""
+    return parallel_worth([size.total for size in table_sizes(conn).values()] + [large_object_bytes(conn)])
 
 
 def toc_listing(tools: ClientTools, directory: Path, error: type[errors.BackupError] = errors.DumpError) -> bytes:

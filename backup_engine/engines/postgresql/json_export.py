@@ -23,7 +23,8 @@ from backup_engine.engines.postgresql.batch_copy import SMALL_TABLE_BYTES, Batch
 from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.sequence_positions import positions_aside
-from backup_engine.engines.postgresql.split_copy import SecondStream, TableSize, copy_split, second_stream, table_sizes
+from backup_engine.engines.postgresql.split_copy import SecondStream, copy_split, second_stream
+from backup_engine.engines.postgresql.table_sizes import TableSize, table_sizes
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
 from backup_engine.formats.json_schema import model_to_dict
 from backup_engine.formats.model import DatabaseModel

@@ -7,8 +7,7 @@ imported the export's snapshot (`pg_export_snapshot` / `SET TRANSACTION SNAPSHOT
 exactly the same rows, and together every row once. Each stream's output is cut at line ends
 and handed, whole lines at a time and under a lock, to the one `RowLines` of the table, so the
 document stays one table section whatever the interleaving (row order within a table carries no
-meaning in the document). Every table's size is read here once for the export (`table_sizes`):
-it decides both the split and which tables are small enough to be read in batches (`batch_copy`).
+meaning in the document). A table is split when its heap is big (`table_sizes`).
 """
 
 from __future__ import annotations
@@ -18,45 +17,18 @@ import io
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
 
 from backup_engine import errors
 from backup_engine.engines.postgresql.connect import import_snapshot, locks_released, snapshot_connection
+from backup_engine.engines.postgresql.table_sizes import TableSize
 from backup_engine.formats.json_document import BLOCK, RowLines
 from backup_engine.targets import Target
 
 SPLIT_BYTES = 32 << 20  # a table smaller than this is one stream: a second one would cost more than it saves
 TID_RANGE_SCANS = 140000  # server_version_num from which `ctid < '(n,0)'` is a range scan, not a filter
-# Every table's size, read once for the export (a query per table was a round trip each): its heap
-# decides the two-stream split, its heap and TOAST together whether it is read in a batch. A size
-# function given a relation that does not exist (no TOAST: reltoastrelid 0) returns NULL.
-TABLE_SIZES = """
-SELECT n.nspname, c.relname, s.heap / pg_catalog.current_setting('block_size')::int, s.heap, s.heap + s.toast
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
-     LATERAL (SELECT pg_catalog.pg_relation_size(c.oid) AS heap,
-                     COALESCE(pg_catalog.pg_relation_size(c.reltoastrelid), 0) AS toast) s
-WHERE c.relkind = 'r'"""
-
-
-@dataclass(frozen=True)
-class TableSize:
-    """A table's size on disk as the export reads it (its relation files, not its snapshot's rows)."""
-
-    pages: int  # of the heap
-    heap: int  # bytes
-    total: int  # bytes, heap and TOAST
-
-
-def table_sizes(raw: Any) -> dict[tuple[str, str], TableSize]:
-    """(schema, table) -> its size, for every table, in one catalog query."""
-    with raw.cursor() as cur:
-        cur.execute(TABLE_SIZES)
-        return {(schema, name): TableSize(pages, heap, total) for schema, name, pages, heap, total in cur.fetchall()}
-
-
 class WholeLines(io.RawIOBase):
     """A COPY stream's blocks, handed to `lines` as whole lines only (a row may span two blocks)."""
 
