@@ -61,12 +61,12 @@ def export_json(target: Target, out: ByteSink, include_data: str,
         with positions_aside(target, raw) as positions, locks_released(raw):
             model = reflect_postgresql(raw, failure=errors.JSON_BACKUP_FAILED,
                                        large_object_data=include_data != "schema", positions=positions)
-        with raw.cursor() as cur:
-            column_kinds = pg_kinds.column_kinds(cur)
-            cur.execute(PG_PORTABLE_INDEXES_SQL)
-            indexes = [{"table": f"{s}.{t}", "name": name, "unique": unique, "columns": list(cols)}
-                       for s, t, name, unique, cols in cur.fetchall()]
         with second_stream(raw, target) as stream, frozen_gc():  # the model lives through the document
+            with raw.cursor() as cur:
+                column_kinds = pg_kinds.column_kinds(cur)
+                cur.execute(PG_PORTABLE_INDEXES_SQL)
+                indexes = [{"table": f"{s}.{t}", "name": name, "unique": unique, "columns": list(cols)}
+                           for s, t, name, unique, cols in cur.fetchall()]
             result = _write_postgresql(raw, stream, model, column_kinds, indexes, out, include_data, progress)
     return result
 
