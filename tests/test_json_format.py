@@ -370,10 +370,10 @@ def test_a_big_table_is_read_in_two_streams_from_one_snapshot_and_restores_ident
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
                     | st.text(), lambda children: st.lists(children, max_size=8)
                     | st.dictionaries(st.text(), children, max_size=8), max_leaves=60),
-       st.integers(min_value=0, max_value=4))
-def test_the_schema_written_in_pieces_is_exactly_json_dumps(value, spread):
-    """The schema line is encoded in pieces (containers past `spread` items opened up, the rest by the
-    C encoder): the same text as one json.dumps, whatever the nesting."""
+       st.integers(min_value=0, max_value=4), st.integers(min_value=1, max_value=4))
+def test_the_schema_written_in_pieces_is_exactly_json_dumps(value, spread, run):
+    """The schema line is encoded in pieces (containers past `spread` items opened up, the items in
+    between by the C encoder, `run` at a time): the same text as one json.dumps, whatever the nesting."""
     from backup_engine.formats.json_document import _json_pieces
 
-    assert "".join(_json_pieces(value, spread)) == json.dumps(value, ensure_ascii=False, allow_nan=False)
+    assert "".join(_json_pieces(value, spread, run=run)) == json.dumps(value, ensure_ascii=False, allow_nan=False)
