@@ -25,6 +25,7 @@ are in this format.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -210,28 +211,39 @@ def restore_archive(database: Target, source: ArtifactSource, tools: ClientTools
         directory = folder / ARCHIVE_FOLDER
         directory.mkdir(mode=0o700)
         with source.open() as content:
+            stream = io.BufferedReader(content, BLOCK)  # tarfile reads it READ_BUFFER at a time
             try:
-                with tarfile.open(fileobj=content, mode="r|", bufsize=READ_BUFFER) as tar:
-                    toc = tar.next()
-                    if toc is None:
-                        raise _bad_archive(f"no {TOC}")
-                    checked_member(toc, first=True, refuse=_bad_archive)
-                    copy_member(tar.extractfile(toc), directory / TOC)  # type: ignore[arg-type]
-                    listing = toc_listing(tools, directory, errors.ArtifactError)
-                    if content_bytes is not None and content_bytes < PARALLEL_MIN_BYTES \
-                            and not LARGE_OBJECTS_ENTRY.search(listing):
+                with tarfile.open(fileobj=stream, mode="r|", bufsize=READ_BUFFER) as tar:
+                    listing = _table_of_contents(tar, tools, directory)
+                    if _one_pass(content_bytes, listing):
                         _restore_streamed(database, pg_restore, directory, data_order(listing), _members(tar),
-                                          lambda: _drain_and_verify(content, source), progress)
+                                          lambda: _drain_and_verify(stream, source), progress)
                         return
                     for member, reader in _members(tar):
                         copy_member(reader, directory / member.name)
             except (tarfile.TarError, FileExistsError) as exc:
                 raise errors.ArtifactError(errors.BAD_ARCHIVE, str(exc)) from exc
-            _drain_and_verify(content, source)
+            _drain_and_verify(stream, source)
         jobs = restore_jobs(directory, jobs)
         progress(phase="restore", jobs=jobs, archive="unpacked")
         run_tool(database, [pg_restore, "--format=directory", f"--jobs={jobs}", *_restore_flags(database),
                             str(directory)], errors.RestoreError, errors.RESTORE_FAILED)
+
+
+def _table_of_contents(tar: tarfile.TarFile, tools: ClientTools, directory: Path) -> bytes:
+    """The stored archive's first member, its table of contents, into `directory`; its listing."""
+    toc = tar.next()
+    if toc is None:
+        raise _bad_archive(f"no {TOC}")
+    checked_member(toc, first=True, refuse=_bad_archive)
+    copy_member(tar.extractfile(toc), directory / TOC)  # type: ignore[arg-type]
+    return toc_listing(tools, directory, errors.ArtifactError)
+
+
+def _one_pass(content_bytes: int | None, listing: bytes) -> bool:
+    """Whether the archive is restored by one pg_restore fed as it is read: small, and without large
+    objects (their files follow blobs.toc's order, not the table of contents')."""
+    return content_bytes is not None and content_bytes < PARALLEL_MIN_BYTES and not LARGE_OBJECTS_ENTRY.search(listing)
 
 
 def _drain_and_verify(content: BinaryIO, source: ArtifactSource) -> None:
