@@ -204,8 +204,8 @@ def restore_archive(database: Target, source: ArtifactSource, tools: ClientTools
     """The archive into `database` (new and empty), checked against its manifest before anything
     can be committed: an archive worth parallel jobs is unpacked into a scratch folder, checked,
     and restored by `jobs`; a smaller one (`content_bytes` under PARALLEL_MIN_BYTES, no large
-    objects) is fed to one `pg_restore` as it is read, its end held back until the checksum
-    matched (`engines.clients`): the database is new, and dropped by the caller if this fails."""
+    objects) is fed to one `pg_restore` as it is read, the archive's end held back until the
+    checksum matched: the database is new, and dropped by the caller if this fails."""
     pg_restore = require_tool(tools.get("pg_restore"), "pg_restore", errors.RestoreError)
     with private_folder(scratch_dir) as folder:
         directory = folder / ARCHIVE_FOLDER
