@@ -29,6 +29,11 @@ from sqlalchemy import (
     UniqueConstraint,
     literal_column,
 )
+
+# The dialect of the `postgresql_*` keywords constraints carry, loaded with this module: SQLAlchemy
+# would load it at the first such keyword, inside reflect_postgresql's collector pause, where the
+# import's garbage stays until the pause ends (16 MB more peak memory at 5,000 tables).
+from sqlalchemy.dialects import postgresql  # noqa: F401
 from sqlalchemy.schema import DefaultClause
 from sqlalchemy.util import strip_outer_parens
 
