@@ -326,3 +326,62 @@ def test_a_store_that_fills_up_fails_a_streamed_dump_with_the_stores_reason(pg_s
     assert "No space left on device" in str(caught.value) or errors.WRITE_FAILED in str(caught.value)
     assert "pg_dump" not in str(caught.value)
     assert [path.name for path in full_disk.iterdir()] in ([], [".scratch"])
+
+
+def test_a_flipped_byte_in_an_archive_restored_in_one_pass_fails_and_leaves_the_target(
+        zoo_without_large_objects, fresh, tmp_path):
+    target = fresh()
+    config = {"BACKUP_TARGETS": json.dumps({"src": zoo_without_large_objects, "dst": target}),
+              "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_UPLOAD_DIR": str(tmp_path / "uploads"),
+              "BACKUP_COMPRESSION": "none"}
+    settings = load_settings(config, dotenv_path=None)
+    manifest = operations.create(settings, target="src", format="pgdump")
+    path = Path(manifest["path"])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.chmod(0o600)
+    path.write_bytes(bytes(data))
+    pg = psycopg2.connect(target)
+    pg.autocommit = True
+    with pg.cursor() as cur:
+        cur.execute("CREATE TABLE keep (x int); INSERT INTO keep VALUES (42)")
+    pg.close()
+    events: list[dict] = []
+    with pytest.raises(errors.ArtifactError, match=errors.CHECKSUM_MISMATCH):
+        operations.restore(settings, backup_filename=manifest["backup_filename"], target="dst", source_target="src",
+                           progress=lambda **event: events.append(event))
+    assert table_rows(target) == {"public.keep": 1}
+    assert not any(event.get("archive") for event in events)  # refused before pg_restore was started
+
+
+def test_an_archive_changed_after_its_check_fails_the_one_pass_restore(zoo_without_large_objects, pg_server,
+                                                                        tmp_path):
+    """The one-pass restore checks the checksum again as it reads (what was checked up front may
+    be changed before it is read): a row's digit changed, which pg_restore would load as it is,
+    fails the restore (the caller then drops the database beside, never swapped in)."""
+    store = BackupStore(tmp_path / "backups")
+    manifest = create_backup(Target.from_url("src", zoo_without_large_objects), store, tools=TOOLS, format="pgdump")
+    entry = store.catalogue.entry(manifest["backup_filename"])
+    plain = tmp_path / "plain.tar"
+    with store.catalogue.source(entry).open() as content:
+        plain.write_bytes(content.read())
+    with tarfile.open(plain) as tar:
+        member = next(m for m in tar.getmembers() if m.name != "toc.dat" and tar.extractfile(m).read(1).isdigit())
+    data = bytearray(plain.read_bytes())
+    data[member.offset_data] = ord("1") if data[member.offset_data] != ord("1") else ord("2")
+    forged = store.publish_bytes(bytes(data), "dst", {"format": "pgdump", "target": "dst", "dialect": "postgresql",
+                                                      "table_rows": {}})
+    path = Path(forged["path"])
+    path.chmod(0o600)
+    path.write_bytes(plain.read_bytes())  # the manifest describes the changed bytes; the object holds the old ones
+    name = f"pgd_changed_{uuid.uuid4().hex[:6]}"
+    database = Target.from_url("dst", pg_server.create_database(name))
+    events: list[dict] = []
+    try:
+        with pytest.raises(errors.ArtifactError, match=errors.CHECKSUM_MISMATCH):
+            archive.restore_archive(database, store.catalogue.source(store.catalogue.entry(forged["backup_filename"])),
+                                    TOOLS, 2, store.folder, content_bytes=len(data),
+                                    progress=lambda **event: events.append(event))
+        assert {"phase": "restore", "jobs": 1, "archive": "streamed"} in events
+    finally:
+        pg_server.drop_database(name)

@@ -18,9 +18,10 @@ A restore reads the stream's members (only the file names pg_dump writes, only r
 into a database built beside the target: no transaction could hold a parallel restore, so all
 or nothing comes from the swap, as for every restore of a PostgreSQL target. The object was
 checked against its manifest before the restore began (`Catalogue.check`), and is checked again
-as it is read: unpacked archives before pg_restore starts, a streamed one before pg_restore may
-see the end of its input. Archives are never taken from uploads: only our own signed backups
-are in this format.
+as it is read (it could be changed in between): an unpacked archive before pg_restore starts, a
+streamed one by the end of the stream, a mismatch failing the restore before the swap (the
+database beside, into which pg_restore may have loaded it, is dropped). Archives are never taken
+from uploads: only our own signed backups are in this format.
 """
 
 from __future__ import annotations
@@ -201,11 +202,10 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, BinaryIO]]
 
 def restore_archive(database: Target, source: ArtifactSource, tools: ClientTools, jobs: int,
                     scratch_dir: Path, content_bytes: int | None = None, progress: Progress = no_progress) -> None:
-    """The archive into `database` (new and empty), checked against its manifest before anything
-    can be committed: an archive worth parallel jobs is unpacked into a scratch folder, checked,
-    and restored by `jobs`; a smaller one (`content_bytes` under PARALLEL_MIN_BYTES, no large
-    objects) is fed to one `pg_restore` as it is read, the archive's end held back until the
-    checksum matched: the database is new, and dropped by the caller if this fails."""
+    """The archive into `database` (new and empty; the caller drops it if this fails), checked
+    against its manifest: an archive worth parallel jobs is unpacked into a scratch folder,
+    checked, and restored by `jobs`; a smaller one (`content_bytes` under PARALLEL_MIN_BYTES, no
+    large objects) is fed to one `pg_restore` as it is read, and checked by the stream's end."""
     pg_restore = require_tool(tools.get("pg_restore"), "pg_restore", errors.RestoreError)
     with private_folder(scratch_dir) as folder:
         directory = folder / ARCHIVE_FOLDER

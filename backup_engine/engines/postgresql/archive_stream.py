@@ -160,8 +160,8 @@ def ordered_archive(members: Iterator[tuple[tarfile.TarInfo, BinaryIO]], toc: Pa
                     waiting_room: Path, drain: Callable[[], None]) -> BinaryIO:
     """A tar stream `pg_restore --format=tar` reads in one pass: `toc` first, then the data files
     in `order` (the table of contents'), from `members` in any order; a member read before its
-    turn waits in `waiting_room`. `drain` reads the stored stream to its end (and checks it) before
-    the archive's end is given."""
+    turn waits in `waiting_room`. `drain` reads the stored stream to its end and checks it: a
+    mismatch raises in the reader, so the feed stops and pg_restore is killed."""
     return io.BufferedReader(_ChunkReader(_ordered_chunks(members, toc, order, waiting_room, drain)), BLOCK)
 
 
@@ -191,5 +191,5 @@ def _ordered_chunks(members: Iterator[tuple[tarfile.TarInfo, BinaryIO]], toc: Pa
             next_turn += 1
     if next_turn < len(order):
         raise errors.ArtifactError(errors.BAD_ARCHIVE, f"no member {order[next_turn]!r}")
-    drain()  # the checksum matched before pg_restore sees the archive's end
+    drain()
     yield TAR_END
