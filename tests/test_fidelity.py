@@ -27,12 +27,14 @@ from sqlalchemy.schema import DefaultClause
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
 from backup_engine.engines.postgresql.catalog import read_sequences, read_table_info
-from backup_engine.engines.postgresql.connect import snapshot_connection
-from backup_engine.engines.postgresql.reflect import JSON_LARGE_OBJECT_LIMIT
+from backup_engine.engines.postgresql.connect import locks_released, snapshot_connection
+from backup_engine.engines.postgresql.reflect import JSON_LARGE_OBJECT_LIMIT, reflect_postgresql
 from backup_engine.engines.postgresql.sequence_positions import PositionsAside, positions_aside
+from backup_engine.engines.postgresql.session_aside import session_aside
 from backup_engine.engines.postgresql.tables_from_catalog import table_definitions, table_shapes
 from backup_engine.engines.reflection import freeze_reflected_text, sqlalchemy_connection
-from backup_engine.formats.json_schema import table_to_dict
+from backup_engine.formats.json_document import _json_pieces
+from backup_engine.formats.json_schema import model_to_dict, table_to_dict
 from backup_engine.formats.model import (
     CatalogNode,
     CatalogType,
@@ -289,6 +291,31 @@ def test_sequence_positions_are_read_after_the_dumps_snapshot_is_taken(dbs):
             assert cur.fetchone() == (5, 5)  # the snapshot was taken before those rows
         last_value, is_called = aside.result()[("public", "t_id_seq")]
     assert is_called and last_value >= 5
+
+
+@pytest.mark.parametrize("shapes_only", [False, True])
+def test_the_model_read_with_a_session_aside_is_the_model_read_in_one_session(dbs, zoo, shapes_only):
+    """The exports read the tables on a second session of the snapshot while the first reads every
+    object's definition; the model is the same as read in one session, and a second session that
+    cannot be opened leaves it all to the first."""
+    target = Target.from_url("src", dbs.url(zoo))
+    unreachable = Target.from_url("src", f"postgresql://nobody:pw@127.0.0.1:{free_port()}/none")
+
+    def document(aside_target: Target | None) -> str:
+        with snapshot_connection(target, errors.FALLBACK_FAILED) as raw:
+            if aside_target is None:
+                with locks_released(raw):
+                    model = reflect_postgresql(raw, shapes_only=shapes_only)
+            else:
+                with session_aside(aside_target, raw) as aside, locks_released(raw):
+                    assert (aside is None) == (aside_target is unreachable)
+                    model = reflect_postgresql(raw, shapes_only=shapes_only, aside=aside)
+        assert len(model.metadata.tables) > 10 and model.extras.catalog.nodes
+        row_columns = {key: [column.name for column in table.columns] for key, table in model.metadata.tables.items()}
+        return "".join(_json_pieces(model_to_dict(model, {}, row_columns, [])))
+
+    alone = document(None)
+    assert document(target) == alone == document(unreachable)
 
 
 def test_the_fallback_script_follows_dependencies(dbs, zoo, tmp_path):

@@ -8,6 +8,7 @@ table name that is SQL, a wrong value, an unknown version) must fail clearly and
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import uuid
 from pathlib import Path
@@ -377,3 +378,30 @@ def test_the_schema_written_in_pieces_is_exactly_json_dumps(value, spread, run):
     from backup_engine.formats.json_document import _json_pieces
 
     assert "".join(_json_pieces(value, spread, run=run)) == json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def test_a_tables_constraints_are_written_in_the_same_order_however_they_were_added():
+    """SQLAlchemy keeps a table's constraints in a set: the document orders them itself (by name,
+    then columns or text), so one database gives one document."""
+    from sqlalchemy import CheckConstraint, Column, ForeignKeyConstraint, Integer, MetaData, Table, UniqueConstraint
+
+    from backup_engine.formats.json_schema import table_to_dict
+
+    def table(order: list[int]) -> dict:
+        metadata = MetaData()
+        Table("parent", metadata, Column("id", Integer, primary_key=True))
+        constraints = [CheckConstraint("a > 0", name="c_a"), CheckConstraint("b > 0", name="c_b"),
+                       CheckConstraint("a < b"), CheckConstraint("a < 9"), UniqueConstraint("a", name="u_a"),
+                       UniqueConstraint("b"), ForeignKeyConstraint(["a"], ["parent.id"], name="f_a"),
+                       ForeignKeyConstraint(["b"], ["parent.id"])]
+        child = Table("child", metadata, Column("a", Integer), Column("b", Integer))
+        for index in order:
+            child.append_constraint(constraints[index])
+        return table_to_dict(child, {}, ["a", "b"], "child", "postgresql")
+
+    forward = table(list(range(8)))
+    assert [check["name"] for check in forward["checks"]] == [None, None, "c_a", "c_b"]
+    for seed in range(20):
+        order = list(range(8))
+        random.Random(seed).shuffle(order)
+        assert table(order) == forward

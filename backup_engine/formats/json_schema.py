@@ -63,6 +63,17 @@ def _fk_dict(fk: ForeignKeyConstraint) -> dict[str, Any]:
             "deferrable": fk.deferrable, "initially": fk.initially}
 
 
+def _in_order(constraints: set[Any]) -> list[Any]:
+    """A table's constraints in a fixed order, by name, then columns or text: SQLAlchemy keeps them
+    in a set, whose order changes from one process to the next (and so did the document's)."""
+    def key(constraint: Any) -> tuple[str, str]:
+        if isinstance(constraint, CheckConstraint):
+            return constraint.name or "", _clause_text(constraint.sqltext) or ""
+        return constraint.name or "", ",".join(column.name for column in constraint.columns)
+
+    return sorted(constraints, key=key)
+
+
 def table_to_dict(table: Table, kinds: dict[str, tuple[str, str | None]], row_columns: list[str],
                   display_name: str, dialect: str) -> dict[str, Any]:
     """One table as plain data; `dialect` names the SQLAlchemy dialect options it may carry."""
@@ -79,7 +90,7 @@ def table_to_dict(table: Table, kinds: dict[str, tuple[str, str | None]], row_co
             "integer": bool(getattr(column.type, "integer", False)),
         })
     unique, checks, fks = [], [], []
-    for constraint in table.constraints:
+    for constraint in _in_order(table.constraints):
         if isinstance(constraint, UniqueConstraint):
             options = constraint.dialect_options.get(dialect, {})
             unique.append({"name": constraint.name, "columns": [c.name for c in constraint.columns],

@@ -18,6 +18,7 @@ from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.connect import LockWindow, import_snapshot, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.sequence_positions import positions_aside
+from backup_engine.engines.postgresql.session_aside import session_aside
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter
 from backup_engine.formats.sql_script import COPY_BLOCK, CopyData, DataSource
 from backup_engine.targets import Target
@@ -54,8 +55,8 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
     with snapshot_connection(target, errors.FALLBACK_FAILED) as raw:
         if snapshot is not None:
             import_snapshot(raw, snapshot)
-        with positions_aside(target, raw) as positions, locks_released(raw):
-            model = reflect_postgresql(raw, shapes_only=True, positions=positions)
+        with positions_aside(target, raw) as positions, session_aside(target, raw) as aside, locks_released(raw):
+            model = reflect_postgresql(raw, shapes_only=True, positions=positions, aside=aside)
         writer = PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
 
         def large_object_source(oid: int) -> Any:

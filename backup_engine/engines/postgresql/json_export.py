@@ -23,6 +23,7 @@ from backup_engine.engines.postgresql.batch_copy import SMALL_TABLE_BYTES, Batch
 from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.sequence_positions import positions_aside
+from backup_engine.engines.postgresql.session_aside import session_aside
 from backup_engine.engines.postgresql.split_copy import SecondStream, copy_split, second_stream
 from backup_engine.engines.postgresql.table_sizes import TableSize, table_sizes
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
@@ -58,9 +59,9 @@ def export_json(target: Target, out: ByteSink, include_data: str,
     read, and its block lasts until the document is written (the `.sql` twin, `twin.TwinDump`)."""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
             _sharing_snapshot(raw, alongside):
-        with positions_aside(target, raw) as positions, locks_released(raw):
-            model = reflect_postgresql(raw, failure=errors.JSON_BACKUP_FAILED,
-                                       large_object_data=include_data != "schema", positions=positions)
+        with positions_aside(target, raw) as positions, session_aside(target, raw) as aside, locks_released(raw):
+            model = reflect_postgresql(raw, failure=errors.JSON_BACKUP_FAILED, positions=positions, aside=aside,
+                                       large_object_data=include_data != "schema")
         with second_stream(raw, target) as stream, frozen_gc():  # the model lives through the document
             with raw.cursor() as cur:
                 column_kinds = pg_kinds.column_kinds(cur)

@@ -11,7 +11,10 @@ here, before anything is written, naming each object.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
+
+from sqlalchemy import MetaData
 
 from backup_engine import errors
 from backup_engine.engines.collector import paused_gc
@@ -19,8 +22,9 @@ from backup_engine.engines.postgresql import catalog
 from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.catalog_read import read_catalog
 from backup_engine.engines.postgresql.sequence_positions import PositionsAside
+from backup_engine.engines.postgresql.session_aside import SessionAside, run_here
 from backup_engine.engines.postgresql.tables_from_catalog import table_definitions, table_shapes
-from backup_engine.formats.model import DatabaseModel, PgCatalog
+from backup_engine.formats.model import DatabaseModel, PgCatalog, SchemaExtras
 
 ENGINE_NAME = "postgresql"
 # Large objects travel inside a JSON document's schema line; past this many bytes a JSON backup
@@ -31,29 +35,40 @@ JSON_LARGE_OBJECT_LIMIT = 16 << 20
 @paused_gc()  # thousands of tables' objects, all kept: the collector's passes would only slow it
 def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
                        large_object_data: bool = False, shapes_only: bool = False,
-                       positions: PositionsAside | None = None) -> DatabaseModel:
+                       positions: PositionsAside | None = None, aside: SessionAside | None = None) -> DatabaseModel:
     """The model of the database `raw` reads (a snapshot_connection: search_path = pg_catalog).
 
     Raises DumpError(failure, "cannot carry ...") naming every object the script cannot carry;
     with `large_object_data` the large objects' bytes are read into the model (a JSON document
     holds them), up to JSON_LARGE_OBJECT_LIMIT. With `shapes_only` the tables carry only their
     columns and foreign keys (`table_shapes`): enough for a script written from the catalog.
-    Sequence positions come from `positions` where it read them, else from the snapshot.
+    Sequence positions come from `positions` where it read them, else from the snapshot. With
+    `aside` (a second session in the same snapshot), the tables are read there while this
+    session reads every object's definition.
     """
+    work = partial(_tables_and_extras, positions=positions, shapes_only=shapes_only)
+    tables = aside.submit(work) if aside else None
     cur = raw.cursor()
     reading = read_catalog(cur)
     if large_object_data:
         reading.refused += _read_large_object_data(cur, reading.catalog)
     if reading.refused:
         raise errors.DumpError(failure, f"{errors.CANNOT_CARRY} {', '.join(reading.refused)}")
-    info = catalog.read_table_info(cur)
-    extras = catalog.read_extras(cur, info, positions.result() if positions else None)
-    extras.catalog = reading.catalog
     cur.execute("SHOW server_version")
     version = cur.fetchone()[0]
-    metadata = table_shapes(cur, info.names) if shapes_only else table_definitions(cur, info)
     cur.close()
+    metadata, extras = (tables or run_here(raw, work)).result()
+    extras.catalog = reading.catalog
     return DatabaseModel(dialect=ENGINE_NAME, metadata=metadata, extras=extras, server_version=version)
+
+
+def _tables_and_extras(cur: Any, *, positions: PositionsAside | None, shapes_only: bool
+                       ) -> tuple[MetaData, SchemaExtras]:
+    """The tables (whole, or only their shapes) and the typed lists of objects, read on `cur`."""
+    info = catalog.read_table_info(cur)
+    extras = catalog.read_extras(cur, info, positions.result() if positions else None)
+    metadata = table_shapes(cur, info.names) if shapes_only else table_definitions(cur, info)
+    return metadata, extras
 
 
 def _read_large_object_data(cur: object, catalog: PgCatalog) -> list[str]:
