@@ -39,12 +39,13 @@ SELECT c.oid, {qualified('n', 'c.relname')}, c.relkind::text, c.relpersistence::
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {user_object('pg_class', 'c.oid')}"""
 
+ATTCOMPRESSION = "{attcompression}"  # filled in by columns_sql: the column exists from PostgreSQL 14
 COLUMNS_SQL = f"""
 SELECT a.attrelid, a.attnum, quote_ident(a.attname), format_type(a.atttypid, a.atttypmod),
        CASE WHEN a.attcollation <> t.typcollation THEN a.attcollation::regcollation::text END,
        a.attnotnull, a.attislocal, a.attidentity::text, a.attgenerated::text,
        pg_get_expr(d.adbin, d.adrelid), d.oid, a.attstorage::text, t.typstorage::text,
-       coalesce(a.attstattarget, -1), coalesce(to_jsonb(a) ->> 'attcompression', ''),
+       coalesce(a.attstattarget, -1), coalesce({ATTCOMPRESSION}, ''),
        (SELECT string_agg(split_part(o, '=', 1) || '=' || quote_literal(substr(o, strpos(o, '=') + 1)), ', ')
         FROM unnest(a.attoptions) o WHERE o NOT LIKE '{SERVER_STAMPED_ATTOPTION}=%'),
        {options_sql('a.attfdwoptions')}
@@ -53,6 +54,14 @@ JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.att
 WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
   AND {user_object('pg_class', 'c.oid')}
 ORDER BY a.attrelid, a.attnum"""
+
+
+
+def columns_sql(server_version_num: int) -> str:
+    """COLUMNS_SQL for a server of that version: `attcompression` read as a column where it is one
+    (read from the row as JSON, where it may be missing, it was half the query: 0.1 s at 5,000 tables)."""
+    return COLUMNS_SQL.replace(ATTCOMPRESSION, "a.attcompression::text" if server_version_num >= 140000 else "NULL")
+
 
 CONSTRAINTS_SQL = f"""
 SELECT co.oid, co.conrelid, quote_ident(co.conname), co.contype::text, pg_get_constraintdef(co.oid), co.convalidated,

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from backup_engine.engines.postgresql.catalog_common import Reading
 from backup_engine.engines.postgresql.catalog_relations import (
-    COLUMNS_SQL,
     RELATIONS_SQL,
     SEQUENCES_SQL,
     Column,
     Relation,
     Sequence,
+    columns_sql,
     comment_targets,
     default_node,
     parents_first,
@@ -34,7 +34,7 @@ SEPARATE_DEFAULT_REFERENCES = ("pg_proc", "pg_class", "pg_operator")  # a functi
 def read_relations(r: Reading, constraints: list[tuple]) -> dict[int, Relation]:
     """Tables, foreign tables, views, materialized views and sequences; returns the relations by oid."""
     relations = {row[0]: Relation(*row) for row in r.rows(RELATIONS_SQL)}
-    for row in r.rows(COLUMNS_SQL):
+    for row in r.rows(columns_sql(r.cur.connection.server_version)):
         if row[0] in relations:
             relations[row[0]].columns.append(Column(*row[1:]))
     for oid, relid, name, kind, definition, validated, local, _, _ in constraints:
