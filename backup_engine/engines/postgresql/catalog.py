@@ -17,6 +17,7 @@ catalog-exact nodes of `catalog_read` instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from backup_engine.engines.postgresql.sequence_positions import Positions, batched_positions
@@ -206,9 +207,10 @@ WHERE d.classoid = 'pg_trigger'::regclass AND {USER_NS}
 ORDER BY 1"""
 
 
-def _rows(cur: Any, query: str) -> list[tuple]:
+def _rows(cur: Any, query: str) -> Iterator[tuple]:
+    """The rows one at a time, for one pass (a list of thousands of tables' rows is held for nothing)."""
     cur.execute(query)
-    return cur.fetchall()
+    return iter(cur)
 
 
 def _key(schema: str | None, name: str) -> str:

@@ -7,6 +7,7 @@ server's deparsers and `format_type`/`regproc` outputs then qualify every user n
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,13 @@ class Reading:
     def rows(self, query: str, params: Any = None) -> list[tuple]:
         self.cur.execute(query, params)
         return self.cur.fetchall()
+
+    def stream(self, query: str, params: Any = None) -> Iterator[tuple]:
+        """The rows one at a time, for one pass before the next query: the biggest queries' rows
+        (thousands of tables' dependencies and columns), held as a list, were most of the
+        reading's peak memory."""
+        self.cur.execute(query, params)
+        return iter(self.cur)
 
     def comment(self, classid: str, oid: int, target: str, node_id: str, subid: int = 0) -> None:
         self.graph.comment_target(classid, oid, subid, target, node_id)

@@ -65,9 +65,10 @@ class Node:
         return (PRIORITY.get(self.kind, len(PRIORITY)), self.sort_name, self.id)
 
 
-@dataclass
+@dataclass(slots=True)
 class DependRow:
-    """One row of pg_depend: (class, oid, column) depends on (class, oid, column)."""
+    """One row of pg_depend: (class, oid, column) depends on (class, oid, column). Thousands of
+    tables have tens of thousands of them: slots, and one string per catalog name (`load_depend`)."""
 
     classid: str
     objid: int
@@ -92,8 +93,11 @@ class Graph:
 
     # --- building -----------------------------------------------------------------------------------
     def load_depend(self, rows: Iterable[tuple]) -> None:
-        for row in rows:
-            dep = DependRow(*row)
+        names: dict[str, str] = {}  # 'pg_class', ...: the same few names in every row, kept once
+        for classid, objid, objsubid, refclassid, refobjid, refobjsubid, deptype in rows:
+            dep = DependRow(names.setdefault(classid, classid), objid, objsubid,
+                            names.setdefault(refclassid, refclassid), refobjid, refobjsubid,
+                            names.setdefault(deptype, deptype))
             self.depends.setdefault((dep.classid, dep.objid), []).append(dep)
 
     def references(self, classid: str, objid: int, refclassid: str | None = None,

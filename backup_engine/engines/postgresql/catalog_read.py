@@ -62,7 +62,7 @@ class CatalogReading:
 def read_catalog(cur: Any) -> CatalogReading:
     """Every user object of the database behind `cur` (a snapshot session, search_path = pg_catalog)."""
     r = Reading(cur)
-    r.graph.load_depend(r.rows(DEPEND_SQL))
+    r.graph.load_depend(r.stream(DEPEND_SQL))
     for read in READERS:
         read(r)
     constraints = r.rows(CONSTRAINTS_SQL)

@@ -34,7 +34,7 @@ SEPARATE_DEFAULT_REFERENCES = ("pg_proc", "pg_class", "pg_operator")  # a functi
 def read_relations(r: Reading, constraints: list[tuple]) -> dict[int, Relation]:
     """Tables, foreign tables, views, materialized views and sequences; returns the relations by oid."""
     relations = {row[0]: Relation(*row) for row in r.rows(RELATIONS_SQL)}
-    for row in r.rows(columns_sql(r.cur.connection.server_version)):
+    for row in r.stream(columns_sql(r.cur.connection.server_version)):
         if row[0] in relations:
             relations[row[0]].columns.append(Column(*row[1:]))
     for oid, relid, name, kind, definition, validated, local, _, _ in constraints:

@@ -2,10 +2,10 @@
 
 Reading the model of a database of thousands of tables is a series of catalog queries, each a
 wait on the server, and of Python building objects from their rows; in one session the two take
-turns. The tables' part of the model (`reflect._tables_and_extras`) only needs the snapshot, so
-a second session that imported it (`pg_export_snapshot` / `SET TRANSACTION SNAPSHOT`: both read
-exactly the same catalog) reads it on a thread while the first reads every object's definition:
-each one's server time overlaps the other's Python (psycopg2 lets go of the GIL while it waits).
+turns. Part of the model (`reflect._info_and_extras`) only needs the snapshot, so a second
+session that imported it (`pg_export_snapshot` / `SET TRANSACTION SNAPSHOT`: both read exactly
+the same catalog) reads it on a thread while the first reads every object's definition: each
+one's server time overlaps the other's Python (psycopg2 lets go of the GIL while it waits).
 
 It is a shortcut only: when no second session can be opened (no connection to spare), the work
 runs in the first session, as before. Either way the model is the same.

@@ -72,7 +72,7 @@ def table_shapes(cur: Any, names: dict[str, tuple[str, str]]) -> MetaData:
     metadata = MetaData()
     columns: dict[str, list[Column]] = {}
     cur.execute(COLUMNS_SQL)
-    for schema, table, column, generated in cur.fetchall():
+    for schema, table, column, generated in cur:
         key = f"{schema}.{table}"
         if key in names:
             marks = [Computed(generated, persisted=True)] if generated is not None else []
@@ -80,7 +80,7 @@ def table_shapes(cur: Any, names: dict[str, tuple[str, str]]) -> MetaData:
     for key, (schema, name) in sorted(names.items()):
         Table(name, metadata, *columns.get(key, ()), schema=schema)
     cur.execute(FOREIGN_KEYS_SQL)
-    for schema, table, name, referred_schema, referred, local, remote in cur.fetchall():
+    for schema, table, name, referred_schema, referred, local, remote in cur:
         parent, target = metadata.tables.get(f"{schema}.{table}"), metadata.tables.get(f"{referred_schema}.{referred}")
         if parent is not None and target is not None:
             parent.append_constraint(ForeignKeyConstraint([parent.c[column] for column in local],
@@ -150,7 +150,7 @@ def table_definitions(cur: Any, info: TableInfo) -> MetaData:
     columns: dict[str, list[Column]] = {}
     cur.execute(DEFINITION_COLUMNS_SQL)
     for (schema, table, name, not_null, generated, always, identity, start, increment, minimum, maximum, cache,
-         cycle, comment) in cur.fetchall():
+         cycle, comment) in cur:
         key = f"{schema}.{table}"
         if key not in info.names:
             continue
@@ -173,11 +173,11 @@ def table_definitions(cur: Any, info: TableInfo) -> MetaData:
         if key in info.partition_keys:
             table.dialect_options["postgresql"]["partition_by"] = info.partition_keys[key]
     cur.execute(TABLE_COMMENTS_SQL)
-    for schema, name, comment in cur.fetchall():
+    for schema, name, comment in cur:
         if (table := metadata.tables.get(f"{schema}.{name}")) is not None:
             table.comment = comment
     cur.execute(DEFINITION_CONSTRAINTS_SQL)
-    for row in cur.fetchall():
+    for row in cur:
         if (table := metadata.tables.get(f"{row[0]}.{row[1]}")) is not None:
             constraint = _constraint(metadata, table, *row[2:])
             if constraint is not None:
