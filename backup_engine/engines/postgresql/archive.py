@@ -50,6 +50,7 @@ from backup_engine.engines.postgresql.archive_members import (
     TarOut,
     checked_member,
     copy_member,
+    unexpected_in_dump,
 )
 from backup_engine.engines.postgresql.connect import classify_failure, client_run, connect
 from backup_engine.engines.postgresql.psql import require_tool
@@ -80,6 +81,8 @@ TABLES_BY_OID = """
     SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_%%'"""
+
+
 def parallel_worth(sizes: Iterable[int]) -> bool:
     """Whether tables of these sizes (bytes) are worth parallel jobs (see PARALLEL_MIN_BYTES)."""
     return sum(size for size in sizes if size >= PARALLEL_TABLE_BYTES) >= PARALLEL_MIN_BYTES
@@ -177,7 +180,7 @@ def write_tar(directory: Path, out: ByteSink, progress: Progress) -> dict[str, R
         path = directory / name
         info = tarfile.TarInfo(name)
         info.type = tarfile.REGTYPE if path.is_file() else tarfile.DIRTYPE
-        checked_member(info, first=index == 0, refuse=_unexpected)
+        checked_member(info, first=index == 0, refuse=unexpected_in_dump)
         size = path.stat().st_size
         with path.open("rb") as handle:
             counters[name] = tar.add(name, size, handle)
@@ -185,10 +188,6 @@ def write_tar(directory: Path, out: ByteSink, progress: Progress) -> dict[str, R
         progress(phase="archive", bytes=written)
     tar.close()
     return counters
-
-
-def _unexpected(what: str) -> errors.BackupError:
-    return errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"unexpected file in pg_dump's archive: {what}")
 
 
 def _bad_archive(what: str) -> errors.BackupError:

@@ -63,6 +63,11 @@ def checked_member(member: tarfile.TarInfo, *, first: bool, refuse: Callable[[st
         raise refuse(f"a second {TOC}")
 
 
+def unexpected_in_dump(what: str) -> errors.BackupError:
+    """The backup's failure for a member pg_dump's archive should not hold (`checked_member`'s refusal)."""
+    return errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"unexpected file in pg_dump's archive: {what}")
+
+
 def member_chunks(name: str, size: int, reader: BinaryIO, tar_format: int = tarfile.PAX_FORMAT) -> Iterator[bytes]:
     """One tar member: its header, `size` bytes of `reader`, the padding to a whole block.
     (pg_restore reads USTAR headers only; PAX writes one too unless the size needs more.)"""

@@ -38,6 +38,7 @@ from backup_engine.engines.postgresql.archive_members import (
     checked_member,
     copy_member,
     member_chunks,
+    unexpected_in_dump,
 )
 from backup_engine.engines.postgresql.connect import classify_failure, client_run
 from backup_engine.targets import Target
@@ -116,7 +117,7 @@ def _rewrite(stdout: BinaryIO, out: ByteSink, toc_folder: Path, progress: Progre
         for index, member in enumerate(source):
             if member.name == PG_DUMP_SCRIPT and member.isreg():
                 continue
-            checked_member(member, first=index == 0, refuse=_unexpected)
+            checked_member(member, first=index == 0, refuse=unexpected_in_dump)
             reader = source.extractfile(member)
             assert reader is not None
             if member.name == TOC:
@@ -129,10 +130,6 @@ def _rewrite(stdout: BinaryIO, out: ByteSink, toc_folder: Path, progress: Progre
             progress(phase="archive", bytes=written)
     tar.close()
     return counters
-
-
-def _unexpected(what: str) -> errors.BackupError:
-    return errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"unexpected file in pg_dump's archive: {what}")
 
 
 class _ChunkReader(io.RawIOBase):
