@@ -148,25 +148,25 @@ def write_sql(reader: JsonBackupReader, out: ByteSink, dialect: str | None = Non
         raise conversion_error(f"{reader.name}: the backup holds no data (include_data=schema)")
     if document_mode == "data" and include_data != "data":
         raise conversion_error(f"{reader.name}: the backup holds no schema (include_data=data)")
-    with paused_gc():  # thousands of tables' objects, all kept: the collector's passes would only slow it
-        if engine is source:
-            model = model_from_dict(reader.schema)
-            maps = {key: TableMap(sources=[key] if key in reader.tables else [], columns={}, kinds={})
-                    for key in model.metadata.tables}
-        else:
-            model, maps = cross_engine_model(reader, engine)
-    writer = engine.script_writer(out, model, progress)
+    with frozen_gc():  # the model lives through the script
+        with paused_gc():  # thousands of tables' objects, all kept: the collector's passes would only slow it
+            if engine is source:
+                model = model_from_dict(reader.schema)
+                maps = {key: TableMap(sources=[key] if key in reader.tables else [], columns={}, kinds={})
+                        for key in model.metadata.tables}
+            else:
+                model, maps = cross_engine_model(reader, engine)
+        writer = engine.script_writer(out, model, progress)
 
-    def data_for(table: Table, columns: list[str]) -> CopyData | RowData:
-        return engine.json_rows(reader, maps[table.key], columns, source.natural_json)
+        def data_for(table: Table, columns: list[str]) -> CopyData | RowData:
+            return engine.json_rows(reader, maps[table.key], columns, source.natural_json)
 
-    try:
-        with frozen_gc():  # the model lives through the script
+        try:
             table_rows = writer.write_script(model, include_data, data_for if include_data != "schema" else None)
-    except errors.BackupError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a schema the writer cannot render is a conversion failure
-        raise conversion_error(f"{reader.name}: {type(exc).__name__}: {exc}") from exc
+        except errors.BackupError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a schema the writer cannot render is a conversion failure
+            raise conversion_error(f"{reader.name}: {type(exc).__name__}: {exc}") from exc
     return {"dialect": engine.name, "source_dialect": source.name, "include_data": include_data,
             "server_version": str(reader.header.get("server_version", "")), "table_rows": table_rows,
             "tables": len(table_rows), "rows": sum(table_rows.values())}

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from backup_engine.engines.collector import defer_collection
 from bench.measure import TASK_TIME_FILE
 from config.settings import Settings, load_settings
 from tasks import operations
@@ -23,6 +24,7 @@ from tasks import operations
 def main(argv: list[str]) -> None:
     mode, *rest = argv
     settings = load_settings(dotenv_path=None)
+    defer_collection()  # as `--local` does: the process ends with the operation
     started = time.perf_counter()
     run(mode, rest, settings)
     if os.environ.get(TASK_TIME_FILE):  # the operation alone: what a running worker pays per task

@@ -11,6 +11,7 @@ import json
 import random
 import shutil
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import ijson
@@ -21,6 +22,14 @@ from hypothesis import strategies as st
 from backup_engine import errors
 from backup_engine.dumpinfo import ClientTools
 from backup_engine.engines.postgresql.native import END_MARKER
+from backup_engine.formats.model import (
+    ON_DEMAND_ITEMS,
+    CatalogNode,
+    IndexDef,
+    PgCatalog,
+    SchemaExtras,
+    extras_to_dict,
+)
 from backup_engine.targets import Target
 from tests import richdb_pg
 from tests.engine_api import BackupStore, convert, create_backup, json_format, restore_backup, sqlite
@@ -405,3 +414,30 @@ def test_a_tables_constraints_are_written_in_the_same_order_however_they_were_ad
         order = list(range(8))
         random.Random(seed).shuffle(order)
         assert table(order) == forward
+
+
+_texts = st.text(max_size=12)
+_indexes = st.builds(IndexDef, schema=st.none() | _texts, table=_texts, name=_texts, definition=_texts,
+                     attach_to=st.none() | st.lists(st.none() | _texts, max_size=2))
+_nodes = st.builds(CatalogNode, kind=_texts, name=_texts, statements=st.lists(_texts, max_size=3),
+                   section=st.sampled_from(["pre", "post", "refresh"]))
+
+
+def _short_or_long(items: st.SearchStrategy) -> st.SearchStrategy:
+    """Lists on both sides of ON_DEMAND_ITEMS (made on demand only past it)."""
+    return st.lists(items, max_size=8) | st.lists(items, min_size=ON_DEMAND_ITEMS - 4, max_size=ON_DEMAND_ITEMS + 40)
+
+
+@given(st.builds(SchemaExtras, schemas=_short_or_long(_texts), indexes=_short_or_long(_indexes),
+                 display_names=st.dictionaries(_texts, _texts, max_size=80),
+                 partition_keys=st.dictionaries(_texts, _texts, max_size=3),
+                 catalog=st.none() | st.builds(PgCatalog, nodes=_short_or_long(_nodes),
+                                               not_carried=st.lists(_texts, max_size=3))))
+def test_the_extras_made_as_they_are_written_are_the_extras_as_asdict_gives_them(extras):
+    """The schema's extras are plain data as dataclasses.asdict gives them; written from the lists
+    made on demand (the catalog's nodes: tens of thousands), they are the same text."""
+    from backup_engine.formats.json_document import ItemsOnDemand, _json_pieces
+
+    plain = extras_to_dict(extras)
+    assert plain == asdict(extras)
+    assert "".join(_json_pieces(extras_to_dict(extras, ItemsOnDemand))) == json.dumps(plain, ensure_ascii=False)

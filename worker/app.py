@@ -14,8 +14,9 @@ from pathlib import Path
 
 from billiard import process as pool_processes
 from celery import Celery
-from celery.signals import worker_init, worker_shutting_down
+from celery.signals import task_postrun, task_prerun, worker_init, worker_shutting_down
 
+from backup_engine.engines.collector import collect_deferred, defer_collection
 from config.settings import Settings, load_settings
 from worker.schedule import beat_schedule
 
@@ -93,6 +94,17 @@ def sweep_orphaned_temp_files(**_: object) -> None:
                                cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": path},
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     threading.Thread(target=sweeper.wait, name="sweep-targets-reaper", daemon=True).start()
+
+
+@task_prerun.connect
+def defer_model_collection(**_: object) -> None:
+    """The cycles of a big model are collected after the task's result is stored, not on its path."""
+    defer_collection()
+
+
+@task_postrun.connect
+def collect_model(**_: object) -> None:
+    collect_deferred()
 
 
 @worker_shutting_down.connect

@@ -92,10 +92,12 @@ REPORTED = {"create": "backup", "restore": "restore", "restore_upload": "restore
 
 
 def run_local(command: Command, kwargs: dict[str, Any]) -> Any:
+    from backup_engine.engines.collector import defer_collection
     from config.settings import load_settings
     from tasks import operations
 
     settings = load_settings()
+    defer_collection()  # the process ends with the operation: its memory goes back whole, uncollected
     try:
         return getattr(operations, command.operation)(settings, **kwargs)
     except BackupError as exc:

@@ -122,7 +122,7 @@ def model_to_dict(model: DatabaseModel, kinds: dict[str, dict[str, tuple[str, st
                                          model.extras.display_names.get(key) or key, model.dialect)
                            for key, table in model.metadata.tables.items())
     return {"dialect": model.dialect, "tables": tables, "portable_indexes": indexes,
-            "extras": extras_to_dict(model.extras)}
+            "extras": extras_to_dict(model.extras, ItemsOnDemand)}
 
 
 def _str(value: Any, what: str) -> str:

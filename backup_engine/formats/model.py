@@ -12,6 +12,7 @@ text (`definition`, `bound`, `default`, check `definition`s) are the catalog's o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -238,15 +239,52 @@ _LIST_TYPES = {
 }
 
 
-def extras_to_dict(extras: SchemaExtras) -> dict[str, Any]:
+def extras_to_dict(extras: SchemaExtras, on_demand: Callable[[Iterator[Any]], Any] | None = None
+                   ) -> dict[str, Any]:
     """Plain JSON-ready data (what `dataclasses.asdict` gives, without deep-copying every string:
-    at thousands of tables that copy was a twentieth of a JSON export)."""
-    return _plain(extras)
+    at thousands of tables that copy was a twentieth of a JSON export). With `on_demand`, each
+    list of more than ON_DEMAND_ITEMS items (the catalog's nodes: tens of thousands) is handed to
+    it as an iterator of its items made one at a time, for a writer that makes them as it writes
+    (`json_document.ItemsOnDemand`): they are never all held as dicts at once."""
+    return _plain(extras) if on_demand is None else _plain_fields(extras, on_demand)
+
+
+ON_DEMAND_ITEMS = 64
+
+
+def _plain_fields(value: Any, on_demand: Callable[[Iterator[Any]], Any]) -> dict[str, Any]:
+    plain: dict[str, Any] = {}
+    for name in _field_names(value):
+        item = getattr(value, name)
+        if type(item) is list and len(item) > ON_DEMAND_ITEMS:
+            plain[name] = on_demand(_plain(element) for element in item)
+        elif hasattr(item, "__dataclass_fields__"):
+            plain[name] = _plain_fields(item, on_demand)
+        else:
+            plain[name] = _plain(item)
+    return plain
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # a dataclass -> its fields' names (`fields()` is slow)
+
+
+def _field_names(value: Any) -> tuple[str, ...]:
+    kind = type(value)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(item.name for item in fields(value))
+    return names
 
 
 def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind in _ATOMS:  # most of the values: the catalog's text
+        return value
+    if kind is list:
+        return [item if type(item) in _ATOMS else _plain(item) for item in value]
     if hasattr(value, "__dataclass_fields__"):
-        return {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
+        return {name: _plain(getattr(value, name)) for name in _field_names(value)}
     if isinstance(value, list):
         return [_plain(item) for item in value]
     if isinstance(value, tuple):

@@ -162,19 +162,21 @@ class Sequence:
 def parents_first(relations: dict[int, Relation]) -> list[Relation]:
     ordered: list[Relation] = []
     seen: set[int] = set()
-
-    def visit(relation: Relation) -> None:
-        if relation.oid in seen:
-            return
-        seen.add(relation.oid)
-        for parent in relation.parents:
-            if parent in relations:
-                visit(relations[parent])
-        ordered.append(relation)
-
     for relation in relations.values():
-        visit(relation)
+        _visit(relation, relations, seen, ordered)
     return ordered
+
+
+def _visit(relation: Relation, relations: dict[int, Relation], seen: set[int], ordered: list[Relation]) -> None:
+    """Parents, then `relation`. Not a closure calling itself: that is a cycle, which kept every
+    relation the reading built (60,000 objects at 5,000 tables) until the collector's next pass."""
+    if relation.oid in seen:
+        return
+    seen.add(relation.oid)
+    for parent in relation.parents:
+        if parent in relations:
+            _visit(relations[parent], relations, seen, ordered)
+    ordered.append(relation)
 
 
 def read_sequences(r: Reading, sequences: dict[int, Sequence],

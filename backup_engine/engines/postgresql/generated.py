@@ -52,7 +52,7 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
     snapshot (a JSON backup's twin).
     """
     progress(phase="dump", method=METHOD)
-    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw:
+    with snapshot_connection(target, errors.FALLBACK_FAILED) as raw, frozen_gc():  # the model lives through the script
         if snapshot is not None:
             import_snapshot(raw, snapshot)
         with positions_aside(target, raw) as positions, session_aside(target, raw) as aside, locks_released(raw):
@@ -64,7 +64,7 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
                 yield from large_object_chunks(cur, oid)
 
         writer.large_object_source = large_object_source
-        with LockWindow(raw) as window, frozen_gc():  # the model lives through the script
+        with LockWindow(raw) as window:
             table_rows = writer.write_script(model, include_data, copy_source(raw, writer, window))
     not_carried = model.extras.catalog.not_carried if model.extras.catalog else []
     return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows,

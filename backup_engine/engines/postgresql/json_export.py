@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from psycopg2 import sql
@@ -19,11 +21,17 @@ from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.collector import frozen_gc
 from backup_engine.engines.postgresql import kinds as pg_kinds
-from backup_engine.engines.postgresql.batch_copy import SMALL_TABLE_BYTES, BatchLines, batches, copy_batch, copy_rows
+from backup_engine.engines.postgresql.batch_copy import (
+    SMALL_TABLE_BYTES,
+    BatchLines,
+    batches,
+    copy_batch,
+    copy_rows,
+)
 from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.sequence_positions import positions_aside
-from backup_engine.engines.postgresql.session_aside import session_aside
+from backup_engine.engines.postgresql.session_aside import run_here, session_aside
 from backup_engine.engines.postgresql.split_copy import SecondStream, copy_split, second_stream
 from backup_engine.engines.postgresql.table_sizes import TableSize, table_sizes
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
@@ -58,18 +66,33 @@ def export_json(target: Target, out: ByteSink, include_data: str,
     `alongside` is given the id of the snapshot the document is read from, before anything is
     read, and its block lasts until the document is written (the `.sql` twin, `twin.TwinDump`)."""
     with snapshot_connection(target, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
-            _sharing_snapshot(raw, alongside):
+            _sharing_snapshot(raw, alongside), frozen_gc():  # the model lives through the document
         with positions_aside(target, raw) as positions, session_aside(target, raw) as aside, locks_released(raw):
+            work = partial(_read_for_document, with_sizes=include_data != "schema")
+            read_aside = aside.submit(work) if aside else None  # queued first: it is short
             model = reflect_postgresql(raw, failure=errors.JSON_BACKUP_FAILED, positions=positions, aside=aside,
                                        large_object_data=include_data != "schema")
-        with second_stream(raw, target) as stream, frozen_gc():  # the model lives through the document
-            with raw.cursor() as cur:
-                column_kinds = pg_kinds.column_kinds(cur)
-                cur.execute(PG_PORTABLE_INDEXES_SQL)
-                indexes = [{"table": f"{s}.{t}", "name": name, "unique": unique, "columns": list(cols)}
-                           for s, t, name, unique, cols in cur.fetchall()]
-            result = _write_postgresql(raw, stream, model, column_kinds, indexes, out, include_data, progress)
+            reads = (read_aside or run_here(raw, work)).result()
+        with second_stream(raw, target) as stream:
+            result = _write_postgresql(raw, stream, model, reads, out, include_data, progress)
     return result
+
+
+@dataclass
+class _DocumentReads:
+    """What the document needs beside the model: read aside, while this session reads the model."""
+
+    column_kinds: dict[tuple[str, str, str], tuple[str, str | None]]
+    indexes: list[dict[str, Any]]  # the portable_indexes list
+    sizes: dict[tuple[str, str], TableSize]  # for the batches and the two-stream split
+
+
+def _read_for_document(cur: Any, *, with_sizes: bool) -> _DocumentReads:
+    column_kinds = pg_kinds.column_kinds(cur)
+    cur.execute(PG_PORTABLE_INDEXES_SQL)
+    indexes = [{"table": f"{s}.{t}", "name": name, "unique": unique, "columns": list(cols)}
+               for s, t, name, unique, cols in cur.fetchall()]
+    return _DocumentReads(column_kinds, indexes, table_sizes(cur.connection) if with_sizes else {})
 
 
 @contextmanager
@@ -89,14 +112,13 @@ def _pg_row_columns(table: Table) -> list[str]:
     return [column.name for column in table.columns]
 
 
-def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, column_kinds: dict,
-                      indexes: list[dict[str, Any]], out: ByteSink, include_data: str, progress: Progress
-                      ) -> DumpResult:
+def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, reads: _DocumentReads,
+                      out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
     metadata = model.metadata
-    kinds = {key: {c.name: column_kinds.get((table.schema, table.name, c.name), ("other", None))
+    kinds = {key: {c.name: reads.column_kinds.get((table.schema, table.name, c.name), ("other", None))
                    for c in table.columns} for key, table in metadata.tables.items()}
     row_columns = {key: _pg_row_columns(table) for key, table in metadata.tables.items()}
-    schema = model_to_dict(model, kinds, row_columns, indexes)
+    schema = model_to_dict(model, kinds, row_columns, reads.indexes)
     schema["server_version"] = model.server_version
     writer = DocumentWriter(out)
     writer.start(document_header("postgresql", model.server_version, include_data), schema)
@@ -104,7 +126,7 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, colu
     tables = [(key, table) for key, table in metadata.tables.items()
               if include_data != "schema" and not model.extras.partition_keys.get(key)]
     sections = _Sections(writer, row_columns, len(tables), progress)
-    sizes = table_sizes(raw) if tables else {}
+    sizes = reads.sizes
 
     def small(item: tuple[str, Table]) -> bool:
         _, table = item
@@ -114,7 +136,8 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, colu
     with LockWindow(raw) as window:
         for batched, run in batches(tables, small):
             if batched:
-                _batch_rows(raw, run, row_columns, kinds, sections)
+                copy_batch(raw, _batch_branches(raw, run, row_columns, kinds),
+                           BatchLines([key for key, _ in run], sections))
                 continue
             key, table = run[0]
             rows = sections.open(key)
@@ -156,13 +179,12 @@ def _row_array(raw: Any, columns: list[str], kinds: dict[str, tuple]) -> str:
     return f"pg_catalog.json_build_array({', '.join(expressions)})"
 
 
-def _batch_rows(raw: Any, batch: list[tuple[str, Table]], row_columns: dict[str, list[str]],
-                kinds: dict[str, dict[str, tuple]], sections: _Sections) -> None:
-    """Write the rows of a batch of small tables, each into its own section, from one COPY."""
-    branches = [f"SELECT {position}, {_row_array(raw, row_columns[key], kinds[key])} "  # noqa: S608 - quoted identifiers
-                f"FROM ONLY {sql.Identifier(table.schema, table.name).as_string(raw)}"
-                for position, (key, table) in enumerate(batch)]
-    copy_batch(raw, branches, BatchLines([key for key, _ in batch], sections))
+def _batch_branches(raw: Any, batch: list[tuple[str, Table]], row_columns: dict[str, list[str]],
+                    kinds: dict[str, dict[str, tuple]]) -> list[str]:
+    """The UNION ALL's branches of a batch of small tables: `SELECT <position>, <row> FROM ONLY t`."""
+    return [f"SELECT {position}, {_row_array(raw, row_columns[key], kinds[key])} "  # noqa: S608 - quoted identifiers
+            f"FROM ONLY {sql.Identifier(table.schema, table.name).as_string(raw)}"
+            for position, (key, table) in enumerate(batch)]
 
 
 def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: Table, columns: list[str],

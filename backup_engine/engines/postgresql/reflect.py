@@ -21,7 +21,14 @@ from backup_engine.engines.postgresql.catalog_misc import large_object_chunks
 from backup_engine.engines.postgresql.catalog_read import read_catalog
 from backup_engine.engines.postgresql.sequence_positions import PositionsAside
 from backup_engine.engines.postgresql.session_aside import SessionAside, run_here
-from backup_engine.engines.postgresql.tables_from_catalog import table_definitions, table_shapes
+from backup_engine.engines.postgresql.tables_from_catalog import (
+    DefinitionRows,
+    ShapeRows,
+    read_definitions,
+    read_shapes,
+    table_definitions,
+    table_shapes,
+)
 from backup_engine.formats.model import DatabaseModel, PgCatalog, SchemaExtras
 
 ENGINE_NAME = "postgresql"
@@ -41,12 +48,13 @@ def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
     holds them), up to JSON_LARGE_OBJECT_LIMIT. With `shapes_only` the tables carry only their
     columns and foreign keys (`table_shapes`): enough for a script written from the catalog.
     Sequence positions come from `positions` where it read them, else from the snapshot. With
-    `aside` (a second session in the same snapshot), what the tables are and the typed lists of
-    objects are read there while this session reads every object's definition. The tables are
-    built here afterwards: built aside, they were held at once with the definitions' working
-    set (its dependency rows), 50 MB more at the peak at 5,000 tables.
+    `aside` (a second session in the same snapshot), what the tables are, the typed lists of
+    objects and the tables' rows are read there while this session reads every object's
+    definition. The tables are built here afterwards, from those rows: built aside, they were
+    held at once with the definitions' working set (its dependency rows), 50 MB more at the peak
+    at 5,000 tables.
     """
-    work = partial(_info_and_extras, positions=positions)
+    work = partial(_read_aside, positions=positions, shapes_only=shapes_only)
     read_aside = aside.submit(work) if aside else None
     cur = raw.cursor()
     reading = read_catalog(cur)
@@ -56,17 +64,20 @@ def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
         raise errors.DumpError(failure, f"{errors.CANNOT_CARRY} {', '.join(reading.refused)}")
     cur.execute("SHOW server_version")
     version = cur.fetchone()[0]
-    info, extras = (read_aside or run_here(raw, work)).result()
-    extras.catalog = reading.catalog
-    metadata = table_shapes(cur, info.names) if shapes_only else table_definitions(cur, info)
     cur.close()
+    info, extras, rows = (read_aside or run_here(raw, work)).result()
+    extras.catalog = reading.catalog
+    metadata = table_shapes(rows, info.names) if isinstance(rows, ShapeRows) else table_definitions(rows, info)
     return DatabaseModel(dialect=ENGINE_NAME, metadata=metadata, extras=extras, server_version=version)
 
 
-def _info_and_extras(cur: Any, *, positions: PositionsAside | None) -> tuple[catalog.TableInfo, SchemaExtras]:
-    """What the tables are (kinds, exact types, partitioning) and the typed lists of objects, read on `cur`."""
+def _read_aside(cur: Any, *, positions: PositionsAside | None, shapes_only: bool
+                ) -> tuple[catalog.TableInfo, SchemaExtras, ShapeRows | DefinitionRows]:
+    """What the tables are (kinds, exact types, partitioning), the typed lists of objects and the
+    rows the tables are built from, read on `cur`."""
     info = catalog.read_table_info(cur)
-    return info, catalog.read_extras(cur, info, positions.result() if positions else None)
+    extras = catalog.read_extras(cur, info, positions.result() if positions else None)
+    return info, extras, read_shapes(cur) if shapes_only else read_definitions(cur)
 
 
 def _read_large_object_data(cur: object, catalog: PgCatalog) -> list[str]:

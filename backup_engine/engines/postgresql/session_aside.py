@@ -2,7 +2,7 @@
 
 Reading the model of a database of thousands of tables is a series of catalog queries, each a
 wait on the server, and of Python building objects from their rows; in one session the two take
-turns. Part of the model (`reflect._info_and_extras`) only needs the snapshot, so a second
+turns. Part of the model (`reflect._read_aside`) only needs the snapshot, so a second
 session that imported it (`pg_export_snapshot` / `SET TRANSACTION SNAPSHOT`: both read exactly
 the same catalog) reads it on a thread while the first reads every object's definition: each
 one's server time overlaps the other's Python (psycopg2 lets go of the GIL while it waits).

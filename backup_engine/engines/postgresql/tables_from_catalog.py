@@ -15,6 +15,7 @@ builders:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -64,28 +65,43 @@ WHERE co.contype = 'f' AND {USER_NS}
 ORDER BY n.nspname, c.relname, co.conname"""
 
 
-def table_shapes(cur: Any, names: dict[str, tuple[str, str]]) -> MetaData:
+@dataclass
+class ShapeRows:
+    """What `table_shapes` builds from, read on any session of the snapshot (`read_shapes`)."""
+
+    columns: list[tuple]
+    foreign_keys: list[tuple]
+
+
+def read_shapes(cur: Any) -> ShapeRows:
+    return ShapeRows(columns=_fetch(cur, COLUMNS_SQL), foreign_keys=_fetch(cur, FOREIGN_KEYS_SQL))
+
+
+def table_shapes(rows: ShapeRows, names: dict[str, tuple[str, str]]) -> MetaData:
     """A `MetaData` of the tables `names` holds (key -> (schema, name)): columns and foreign keys only.
 
     A foreign key to a table outside `names` (an extension's own) is left out: it only orders
     tables here, and the script creates it from the catalog."""
     metadata = MetaData()
     columns: dict[str, list[Column]] = {}
-    cur.execute(COLUMNS_SQL)
-    for schema, table, column, generated in cur:
+    for schema, table, column, generated in rows.columns:
         key = f"{schema}.{table}"
         if key in names:
             marks = [Computed(generated, persisted=True)] if generated is not None else []
             columns.setdefault(key, []).append(Column(column, *marks))
     for key, (schema, name) in sorted(names.items()):
         Table(name, metadata, *columns.get(key, ()), schema=schema)
-    cur.execute(FOREIGN_KEYS_SQL)
-    for schema, table, name, referred_schema, referred, local, remote in cur:
+    for schema, table, name, referred_schema, referred, local, remote in rows.foreign_keys:
         parent, target = metadata.tables.get(f"{schema}.{table}"), metadata.tables.get(f"{referred_schema}.{referred}")
         if parent is not None and target is not None:
             parent.append_constraint(ForeignKeyConstraint([parent.c[column] for column in local],
                                                           [target.c[column] for column in remote], name=name))
     return metadata
+
+
+def _fetch(cur: Any, query: str) -> list[tuple]:
+    cur.execute(query)
+    return cur.fetchall()
 
 
 # --- whole definitions: what a JSON document's schema holds of each table -----------------------
@@ -142,15 +158,28 @@ FOREIGN_KEY_ACTIONS = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NUL
 CHECK_DEFINITION = re.compile(r"^CHECK *\((.+)\)( NO INHERIT)?( NOT VALID)?$", re.DOTALL)
 
 
-def table_definitions(cur: Any, info: TableInfo) -> MetaData:
+@dataclass
+class DefinitionRows:
+    """What `table_definitions` builds from, read on any session of the snapshot (`read_definitions`)."""
+
+    columns: list[tuple]
+    comments: list[tuple]
+    constraints: list[tuple]
+
+
+def read_definitions(cur: Any) -> DefinitionRows:
+    return DefinitionRows(columns=_fetch(cur, DEFINITION_COLUMNS_SQL), comments=_fetch(cur, TABLE_COMMENTS_SQL),
+                          constraints=_fetch(cur, DEFINITION_CONSTRAINTS_SQL))
+
+
+def table_definitions(rows: DefinitionRows, info: TableInfo) -> MetaData:
     """A `MetaData` of every table `info` names, whole: columns with their exact types, defaults,
     generation, identity and comments; keys, unique constraints, checks and foreign keys (no
     indexes: they come from the catalog), as SQLAlchemy's reflection gave them."""
     metadata = MetaData()
     columns: dict[str, list[Column]] = {}
-    cur.execute(DEFINITION_COLUMNS_SQL)
     for (schema, table, name, not_null, generated, always, identity, start, increment, minimum, maximum, cache,
-         cycle, comment) in cur:
+         cycle, comment) in rows.columns:
         key = f"{schema}.{table}"
         if key not in info.names:
             continue
@@ -172,12 +201,10 @@ def table_definitions(cur: Any, info: TableInfo) -> MetaData:
             table._prefixes = ["UNLOGGED"]
         if key in info.partition_keys:
             table.dialect_options["postgresql"]["partition_by"] = info.partition_keys[key]
-    cur.execute(TABLE_COMMENTS_SQL)
-    for schema, name, comment in cur:
+    for schema, name, comment in rows.comments:
         if (table := metadata.tables.get(f"{schema}.{name}")) is not None:
             table.comment = comment
-    cur.execute(DEFINITION_CONSTRAINTS_SQL)
-    for row in cur:
+    for row in rows.constraints:
         if (table := metadata.tables.get(f"{row[0]}.{row[1]}")) is not None:
             constraint = _constraint(metadata, table, *row[2:])
             if constraint is not None:

@@ -120,11 +120,11 @@ def dump_file(path: Path, out: ByteSink, include_data: str, progress: Progress =
     Schema and rows are read in one read transaction (one consistent state). A locked file is
     TargetUnavailable; any other failure is DumpError(`failure`, reason).
     """
-    with files.snapshot_connection(path, failure) as raw, sqlalchemy_connection(raw, "sqlite://") as conn:
+    with files.snapshot_connection(path, failure) as raw, sqlalchemy_connection(raw, "sqlite://") as conn, \
+            frozen_gc():  # the model lives through the script
         model = reflect_sqlite(conn, failure=failure)
         writer = SqliteScriptWriter(out, progress=progress, header=header)
-        with frozen_gc():  # the model lives through the script
-            return writer.write_script(model, include_data, _data_source(raw, writer))
+        return writer.write_script(model, include_data, _data_source(raw, writer))
 
 
 def dump_generated(target: Target, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:

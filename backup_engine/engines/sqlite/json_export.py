@@ -48,10 +48,9 @@ def export_json(target: Target, out: ByteSink, include_data: str, progress: Prog
     """Write the JSON document of a SQLite target into `out`, in one read transaction."""
     path = files.existing_database_path(target)
     with files.snapshot_connection(path, errors.NATIVE_BACKUP_FAILED, "JSON export: ") as raw, \
-            sqlalchemy_connection(raw, "sqlite://") as conn:
+            sqlalchemy_connection(raw, "sqlite://") as conn, frozen_gc():  # the model lives through the document
         model = reflect_sqlite(conn, failure=errors.JSON_BACKUP_FAILED)
-        with frozen_gc():  # the model lives through the document
-            return _write_sqlite(raw, model, out, include_data, progress)
+        return _write_sqlite(raw, model, out, include_data, progress)
 
 
 def _write_sqlite(raw: sqlite3.Connection, model: DatabaseModel, out: ByteSink, include_data: str,
