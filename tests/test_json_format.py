@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ijson
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backup_engine import errors
@@ -416,7 +416,7 @@ def test_a_tables_constraints_are_written_in_the_same_order_however_they_were_ad
         assert table(order) == forward
 
 
-_texts = st.text(max_size=12)
+_texts = st.text(max_size=8)
 _indexes = st.builds(IndexDef, schema=st.none() | _texts, table=_texts, name=_texts, definition=_texts,
                      attach_to=st.none() | st.lists(st.none() | _texts, max_size=2))
 _nodes = st.builds(CatalogNode, kind=_texts, name=_texts, statements=st.lists(_texts, max_size=3),
@@ -425,9 +425,10 @@ _nodes = st.builds(CatalogNode, kind=_texts, name=_texts, statements=st.lists(_t
 
 def _short_or_long(items: st.SearchStrategy) -> st.SearchStrategy:
     """Lists on both sides of ON_DEMAND_ITEMS (made on demand only past it)."""
-    return st.lists(items, max_size=8) | st.lists(items, min_size=ON_DEMAND_ITEMS - 4, max_size=ON_DEMAND_ITEMS + 40)
+    return st.lists(items, max_size=8) | st.lists(items, min_size=ON_DEMAND_ITEMS - 2, max_size=ON_DEMAND_ITEMS + 8)
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None)  # long lists
 @given(st.builds(SchemaExtras, schemas=_short_or_long(_texts), indexes=_short_or_long(_indexes),
                  display_names=st.dictionaries(_texts, _texts, max_size=80),
                  partition_keys=st.dictionaries(_texts, _texts, max_size=3),

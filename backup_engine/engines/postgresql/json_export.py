@@ -136,8 +136,7 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, read
     with LockWindow(raw) as window:
         for batched, run in batches(tables, small):
             if batched:
-                copy_batch(raw, _batch_branches(raw, run, row_columns, kinds),
-                           BatchLines([key for key, _ in run], sections))
+                _batch_rows(raw, run, row_columns, kinds, sections)
                 continue
             key, table = run[0]
             rows = sections.open(key)
@@ -179,12 +178,13 @@ def _row_array(raw: Any, columns: list[str], kinds: dict[str, tuple]) -> str:
     return f"pg_catalog.json_build_array({', '.join(expressions)})"
 
 
-def _batch_branches(raw: Any, batch: list[tuple[str, Table]], row_columns: dict[str, list[str]],
-                    kinds: dict[str, dict[str, tuple]]) -> list[str]:
-    """The UNION ALL's branches of a batch of small tables: `SELECT <position>, <row> FROM ONLY t`."""
-    return [f"SELECT {position}, {_row_array(raw, row_columns[key], kinds[key])} "  # noqa: S608 - quoted identifiers
-            f"FROM ONLY {sql.Identifier(table.schema, table.name).as_string(raw)}"
-            for position, (key, table) in enumerate(batch)]
+def _batch_rows(raw: Any, batch: list[tuple[str, Table]], row_columns: dict[str, list[str]],
+                kinds: dict[str, dict[str, tuple]], sections: _Sections) -> None:
+    """Write the rows of a batch of small tables, each into its own section, from one COPY."""
+    branches = [f"SELECT {position}, {_row_array(raw, row_columns[key], kinds[key])} "  # noqa: S608 - quoted identifiers
+                f"FROM ONLY {sql.Identifier(table.schema, table.name).as_string(raw)}"
+                for position, (key, table) in enumerate(batch)]
+    copy_batch(raw, branches, BatchLines([key for key, _ in batch], sections))
 
 
 def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: Table, columns: list[str],
