@@ -39,10 +39,11 @@ from backup_engine.engines.postgresql.tables_from_catalog import (
     read_shapes,
     table_definitions,
     table_shapes,
+    table_specs,
 )
 from backup_engine.engines.reflection import freeze_reflected_text, sqlalchemy_connection
 from backup_engine.formats.json_document import _json_pieces
-from backup_engine.formats.json_schema import model_to_dict, table_to_dict
+from backup_engine.formats.json_schema import model_to_dict, table_spec, table_to_dict
 from backup_engine.formats.model import (
     CatalogNode,
     CatalogType,
@@ -235,7 +236,8 @@ def _as_documented(table) -> dict:
 def test_tables_built_from_the_catalog_are_what_sqlalchemy_reflection_gave(dbs, zoo, database):
     """The exports build their tables from the catalog (table_shapes), not by SQLAlchemy's
     reflection: the JSON document's tables are exactly what reflection gave, and the fallback's
-    shapes have the same columns a dump writes and the same foreign keys, so the same table order."""
+    shapes have the same columns a dump writes and the same foreign keys, so the same table order.
+    The JSON export describes them without building them (table_specs): the same description."""
     if database == "zoo":
         name = zoo
     else:
@@ -245,7 +247,9 @@ def test_tables_built_from_the_catalog_are_what_sqlalchemy_reflection_gave(dbs, 
             sqlalchemy_connection(raw, "postgresql+psycopg2://") as conn, raw.cursor() as cur:
         info = read_table_info(cur)
         reflected = sqlalchemy_reflection(conn, info)
-        built, shaped = table_definitions(read_definitions(cur), info), table_shapes(read_shapes(cur), info.names)
+        definitions = read_definitions(cur)
+        built, shaped = table_definitions(definitions, info), table_shapes(read_shapes(cur), info.names)
+        described = table_specs(definitions, info)
 
     def foreign_keys(table):
         return sorted((fk.name, fk.referred_table.key, tuple(fk.column_keys)) for fk in table.foreign_key_constraints)
@@ -255,6 +259,7 @@ def test_tables_built_from_the_catalog_are_what_sqlalchemy_reflection_gave(dbs, 
         assert _as_documented(built.tables[key]) == _as_documented(table), key
         assert data_columns(shaped.tables[key]) == data_columns(table), key
         assert foreign_keys(shaped.tables[key]) == foreign_keys(table), key
+    assert described == [table_spec(table, "postgresql") for table in built.tables.values()]
     documented = [_as_documented(table) for table in built.tables.values()]
     assert any(table["foreign_keys"] for table in documented) and any(table["checks"] for table in documented)
     if database == "features":
@@ -301,8 +306,8 @@ def test_sequence_positions_are_read_after_the_dumps_snapshot_is_taken(dbs):
     assert is_called and last_value >= 5
 
 
-@pytest.mark.parametrize("shapes_only", [False, True])
-def test_the_model_read_with_a_session_aside_is_the_model_read_in_one_session(dbs, zoo, shapes_only):
+@pytest.mark.parametrize("tables", ["whole", "shapes", "specs"])
+def test_the_model_read_with_a_session_aside_is_the_model_read_in_one_session(dbs, zoo, tables):
     """The exports read the tables on a second session of the snapshot while the first reads every
     object's definition; the model is the same as read in one session, and a second session that
     cannot be opened leaves it all to the first."""
@@ -313,13 +318,15 @@ def test_the_model_read_with_a_session_aside_is_the_model_read_in_one_session(db
         with snapshot_connection(target, errors.FALLBACK_FAILED) as raw:
             if aside_target is None:
                 with locks_released(raw):
-                    model = reflect_postgresql(raw, shapes_only=shapes_only)
+                    model = reflect_postgresql(raw, tables=tables)
             else:
                 with session_aside(aside_target, raw) as aside, locks_released(raw):
                     assert (aside is None) == (aside_target is unreachable)
-                    model = reflect_postgresql(raw, shapes_only=shapes_only, aside=aside)
-        assert len(model.metadata.tables) > 10 and model.extras.catalog.nodes
-        row_columns = {key: [column.name for column in table.columns] for key, table in model.metadata.tables.items()}
+                    model = reflect_postgresql(raw, tables=tables, aside=aside)
+        described = model.table_specs or [table_spec(table, "postgresql") for table in model.metadata.tables.values()]
+        assert len(described) > 10 and model.extras.catalog.nodes
+        assert (model.table_specs is None) == (tables != "specs") and (tables != "specs") == bool(model.metadata.tables)
+        row_columns = {spec.key: [column.name for column in spec.columns] for spec in described}
         return "".join(_json_pieces(model_to_dict(model, {}, row_columns, [])))
 
     alone = document(None)

@@ -28,7 +28,15 @@ from sqlalchemy.sql.elements import ColumnClause
 from backup_engine import errors
 from backup_engine.formats import json_values
 from backup_engine.formats.json_document import ItemsOnDemand, conversion_error
-from backup_engine.formats.model import CatalogType, DatabaseModel, extras_from_dict, extras_to_dict, type_spec
+from backup_engine.formats.model import (
+    CatalogType,
+    ColumnSpec,
+    DatabaseModel,
+    TableSpec,
+    extras_from_dict,
+    extras_to_dict,
+    type_spec,
+)
 
 
 def _default_text(column: Column) -> str | None:
@@ -45,6 +53,12 @@ def _default_text(column: Column) -> str | None:
 
 def _clause_text(clause: Any) -> str:
     return getattr(clause, "text", None) or str(clause)
+
+
+def literal_text(text: str) -> str:
+    """What the document says of a SQL fragment kept as it is (a generated column's or a CHECK's
+    expression, made a `literal_column`): as SQLAlchemy prints it."""
+    return _clause_text(literal_column(text))
 
 
 def _identity(column: Column) -> dict[str, Any] | None:
@@ -77,18 +91,17 @@ def _in_order(constraints: set[Any]) -> list[Any]:
 def table_to_dict(table: Table, kinds: dict[str, tuple[str, str | None]], row_columns: list[str],
                   display_name: str, dialect: str) -> dict[str, Any]:
     """One table as plain data; `dialect` names the SQLAlchemy dialect options it may carry."""
-    columns = []
-    for column in table.columns:
-        kind, element = kinds.get(column.name, ("other", None))
-        columns.append({
-            "name": column.name, "type": type_spec(column), "kind": kind, "element_kind": element,
-            "nullable": bool(column.nullable), "default": _default_text(column),
-            "generated": ({"sqltext": _clause_text(column.computed.sqltext), "persisted": column.computed.persisted}
-                          if column.computed is not None else None),
-            "identity": _identity(column), "comment": column.comment,
-            "hidden": bool(column.info.get("hidden")),
-            "integer": bool(getattr(column.type, "integer", False)),
-        })
+    return spec_to_dict(table_spec(table, dialect), kinds, row_columns, display_name)
+
+
+def table_spec(table: Table, dialect: str) -> TableSpec:
+    """What the document says of a SQLAlchemy `Table`."""
+    columns = [ColumnSpec(
+        name=column.name, type=type_spec(column), nullable=bool(column.nullable), default=_default_text(column),
+        generated=({"sqltext": _clause_text(column.computed.sqltext), "persisted": column.computed.persisted}
+                   if column.computed is not None else None),
+        identity=_identity(column), comment=column.comment, hidden=bool(column.info.get("hidden")),
+        integer=bool(getattr(column.type, "integer", False))) for column in table.columns]
     unique, checks, fks = [], [], []
     for constraint in _in_order(table.constraints):
         if isinstance(constraint, UniqueConstraint):
@@ -101,16 +114,34 @@ def table_to_dict(table: Table, kinds: dict[str, tuple[str, str | None]], row_co
         elif isinstance(constraint, ForeignKeyConstraint):
             fks.append(_fk_dict(constraint))
     pk = table.primary_key
+    return TableSpec(
+        key=table.key, schema=table.schema, name=table.name, comment=table.comment,
+        prefixes=list(getattr(table, "_prefixes", []) or []),
+        partition_by=(table.dialect_options[dialect].get("partition_by")
+                      if dialect in table.dialect_options else None),
+        rowid=table.info.get("rowid"), columns=columns,
+        primary_key=({"name": pk.name, "columns": [c.name for c in pk.columns],
+                      "deferrable": pk.deferrable, "initially": pk.initially} if pk.columns else None),
+        foreign_keys=fks, unique=unique, checks=checks)
+
+
+def spec_to_dict(spec: TableSpec, kinds: dict[str, tuple[str, str | None]], row_columns: list[str],
+                 display_name: str) -> dict[str, Any]:
+    """The document's table: `spec` with each column's portable kind, the row columns, the display name."""
+    columns = []
+    for column in spec.columns:
+        kind, element = kinds.get(column.name, ("other", None))
+        columns.append({
+            "name": column.name, "type": column.type, "kind": kind, "element_kind": element,
+            "nullable": column.nullable, "default": column.default, "generated": column.generated,
+            "identity": column.identity, "comment": column.comment, "hidden": column.hidden,
+            "integer": column.integer,
+        })
     return {
-        "key": table.key, "schema": table.schema, "name": table.name, "display_name": display_name,
-        "comment": table.comment, "prefixes": list(getattr(table, "_prefixes", []) or []),
-        "partition_by": (table.dialect_options[dialect].get("partition_by")
-                         if dialect in table.dialect_options else None),
-        "rowid": table.info.get("rowid"),
-        "columns": columns,
-        "primary_key": ({"name": pk.name, "columns": [c.name for c in pk.columns],
-                         "deferrable": pk.deferrable, "initially": pk.initially} if pk.columns else None),
-        "foreign_keys": fks, "unique": unique, "checks": checks,
+        "key": spec.key, "schema": spec.schema, "name": spec.name, "display_name": display_name,
+        "comment": spec.comment, "prefixes": spec.prefixes, "partition_by": spec.partition_by,
+        "rowid": spec.rowid, "columns": columns, "primary_key": spec.primary_key,
+        "foreign_keys": spec.foreign_keys, "unique": spec.unique, "checks": spec.checks,
         "row_columns": row_columns,
     }
 
@@ -118,9 +149,15 @@ def table_to_dict(table: Table, kinds: dict[str, tuple[str, str | None]], row_co
 def model_to_dict(model: DatabaseModel, kinds: dict[str, dict[str, tuple[str, str | None]]],
                   row_columns: dict[str, list[str]], indexes: list[dict[str, Any]]) -> dict[str, Any]:
     """The document's schema, for `DocumentWriter.start`: its tables are made as they are written."""
-    tables = ItemsOnDemand(table_to_dict(table, kinds.get(key, {}), row_columns[key],
-                                         model.extras.display_names.get(key) or key, model.dialect)
-                           for key, table in model.metadata.tables.items())
+    display_names = model.extras.display_names
+    if model.table_specs is not None:
+        tables = ItemsOnDemand(spec_to_dict(spec, kinds.get(spec.key, {}), row_columns[spec.key],
+                                            display_names.get(spec.key) or spec.key)
+                               for spec in model.table_specs)
+    else:
+        tables = ItemsOnDemand(table_to_dict(table, kinds.get(key, {}), row_columns[key],
+                                             display_names.get(key) or key, model.dialect)
+                               for key, table in model.metadata.tables.items())
     return {"dialect": model.dialect, "tables": tables, "portable_indexes": indexes,
             "extras": extras_to_dict(model.extras, ItemsOnDemand)}
 

@@ -224,12 +224,53 @@ class SchemaExtras:
     catalog: PgCatalog | None = None
 
 
+@dataclass(slots=True)
+class ColumnSpec:
+    """A column as a JSON document describes it (without its portable kind: the export's own)."""
+
+    name: str
+    type: str  # the source's exact spelling
+    nullable: bool
+    default: str | None
+    generated: dict[str, Any] | None  # {"sqltext", "persisted"}
+    identity: dict[str, Any] | None  # {"always", "on_null", "start", ...}
+    comment: str | None
+    hidden: bool = False
+    integer: bool = False
+
+
+@dataclass(slots=True)
+class TableSpec:
+    """A table as a JSON document describes it, without the export's own parts (its columns'
+    portable kinds, the columns of its rows, its display name): what `json_schema.table_spec`
+    reads from a SQLAlchemy `Table`, or what an engine builds from its catalog's rows directly
+    (PostgreSQL's `tables_from_catalog.table_specs`: at thousands of tables, building SQLAlchemy
+    `Table`s only to describe them was a sixth of a JSON export). Constraints in a fixed order,
+    each kind by name, then columns or text."""
+
+    key: str
+    schema: str | None
+    name: str
+    comment: str | None
+    prefixes: list[str]
+    partition_by: str | None
+    rowid: str | None
+    columns: list[ColumnSpec]
+    primary_key: dict[str, Any] | None  # {"name", "columns", "deferrable", "initially"}
+    foreign_keys: list[dict[str, Any]]
+    unique: list[dict[str, Any]]
+    checks: list[dict[str, Any]]
+
+
 @dataclass
 class DatabaseModel:
     dialect: str  # the engine's name
     metadata: MetaData
     extras: SchemaExtras = field(default_factory=SchemaExtras)
     server_version: str = ""
+    # The tables described, where a reader built no SQLAlchemy tables (`metadata` is then empty):
+    # only for writing a JSON document (`json_schema.model_to_dict`), never for a script.
+    table_specs: list[TableSpec] | None = None
 
 
 _LIST_TYPES = {

@@ -56,7 +56,7 @@ def dump_generated(target: Target, out: ByteSink, include_data: str, progress: P
         if snapshot is not None:
             import_snapshot(raw, snapshot)
         with positions_aside(target, raw) as positions, session_aside(target, raw) as aside, locks_released(raw):
-            model = reflect_postgresql(raw, shapes_only=True, positions=positions, aside=aside)
+            model = reflect_postgresql(raw, tables="shapes", positions=positions, aside=aside)
         writer = PostgresScriptWriter(out, reserved_words=model.extras.reserved_words, progress=progress)
 
         def large_object_source(oid: int) -> Any:

@@ -15,7 +15,6 @@ from functools import partial
 from typing import Any
 
 from psycopg2 import sql
-from sqlalchemy import Table
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
@@ -36,7 +35,7 @@ from backup_engine.engines.postgresql.split_copy import SecondStream, copy_split
 from backup_engine.engines.postgresql.table_sizes import TableSize, table_sizes
 from backup_engine.formats.json_document import BLOCK, DocumentWriter, RowLines, document_header
 from backup_engine.formats.json_schema import model_to_dict
-from backup_engine.formats.model import DatabaseModel
+from backup_engine.formats.model import DatabaseModel, TableSpec
 from backup_engine.targets import Target
 
 METHOD = "postgresql-json"
@@ -71,6 +70,7 @@ def export_json(target: Target, out: ByteSink, include_data: str,
             work = partial(_read_for_document, with_sizes=include_data != "schema")
             read_aside = aside.submit(work) if aside else None  # queued first: it is short
             model = reflect_postgresql(raw, failure=errors.JSON_BACKUP_FAILED, positions=positions, aside=aside,
+                                       tables="specs",
                                        large_object_data=include_data != "schema")
             reads = (read_aside or run_here(raw, work)).result()
         with second_stream(raw, target) as stream:
@@ -107,28 +107,24 @@ def _sharing_snapshot(raw: Any, alongside: Alongside | None) -> Iterator[None]:
         yield
 
 
-def _pg_row_columns(table: Table) -> list[str]:
-    """Columns a PostgreSQL document holds per row: the dump's columns plus generated ones (for other engines)."""
-    return [column.name for column in table.columns]
-
-
 def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, reads: _DocumentReads,
                       out: ByteSink, include_data: str, progress: Progress) -> DumpResult:
-    metadata = model.metadata
-    kinds = {key: {c.name: reads.column_kinds.get((table.schema, table.name, c.name), ("other", None))
-                   for c in table.columns} for key, table in metadata.tables.items()}
-    row_columns = {key: _pg_row_columns(table) for key, table in metadata.tables.items()}
+    specs = model.table_specs or []
+    kinds = {spec.key: {c.name: reads.column_kinds.get((spec.schema, spec.name, c.name), ("other", None))
+                        for c in spec.columns} for spec in specs}
+    # the document's rows hold every column, generated ones too (for other engines)
+    row_columns = {spec.key: [column.name for column in spec.columns] for spec in specs}
     schema = model_to_dict(model, kinds, row_columns, reads.indexes)
     schema["server_version"] = model.server_version
     writer = DocumentWriter(out)
     writer.start(document_header("postgresql", model.server_version, include_data), schema)
     del schema  # written: the rows need only the model
-    tables = [(key, table) for key, table in metadata.tables.items()
-              if include_data != "schema" and not model.extras.partition_keys.get(key)]
+    tables = [(spec.key, spec) for spec in specs
+              if include_data != "schema" and not model.extras.partition_keys.get(spec.key)]
     sections = _Sections(writer, row_columns, len(tables), progress)
     sizes = reads.sizes
 
-    def small(item: tuple[str, Table]) -> bool:
+    def small(item: tuple[str, TableSpec]) -> bool:
         _, table = item
         size = sizes.get((table.schema, table.name))
         return size is not None and size.total < SMALL_TABLE_BYTES
@@ -144,8 +140,8 @@ def _write_postgresql(raw: Any, stream: SecondStream, model: DatabaseModel, read
                                   sizes.get((table.schema, table.name)))
             sections.close(key, rows, streams)
     writer.finish()
-    names = {key: model.extras.display_names.get(key) or key for key in metadata.tables}
-    table_rows = {names[key]: writer.table_rows.get(key, 0) for key in metadata.tables}
+    names = {spec.key: model.extras.display_names.get(spec.key) or spec.key for spec in specs}
+    table_rows = {names[key]: writer.table_rows.get(key, 0) for key in names}
     not_carried = model.extras.catalog.not_carried if model.extras.catalog else []
     return DumpResult(method=METHOD, server_version=model.server_version, table_rows=table_rows,
                       not_carried=list(not_carried))
@@ -178,7 +174,7 @@ def _row_array(raw: Any, columns: list[str], kinds: dict[str, tuple]) -> str:
     return f"pg_catalog.json_build_array({', '.join(expressions)})"
 
 
-def _batch_rows(raw: Any, batch: list[tuple[str, Table]], row_columns: dict[str, list[str]],
+def _batch_rows(raw: Any, batch: list[tuple[str, TableSpec]], row_columns: dict[str, list[str]],
                 kinds: dict[str, dict[str, tuple]], sections: _Sections) -> None:
     """Write the rows of a batch of small tables, each into its own section, from one COPY."""
     branches = [f"SELECT {position}, {_row_array(raw, row_columns[key], kinds[key])} "  # noqa: S608 - quoted identifiers
@@ -187,7 +183,7 @@ def _batch_rows(raw: Any, batch: list[tuple[str, Table]], row_columns: dict[str,
     copy_batch(raw, branches, BatchLines([key for key, _ in batch], sections))
 
 
-def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: Table, columns: list[str],
+def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: TableSpec, columns: list[str],
                 kinds: dict[str, tuple], forwarder: RowLines, size: TableSize | None) -> int:
     """Write one table's rows (one JSON array per line) into `forwarder`; returns in how many streams."""
     table_sql = sql.Identifier(table.schema, table.name).as_string(raw)

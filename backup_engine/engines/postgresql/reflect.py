@@ -12,7 +12,9 @@ here, before anything is written, naming each object.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, Literal
+
+from sqlalchemy import MetaData
 
 from backup_engine import errors
 from backup_engine.engines.collector import paused_gc
@@ -28,6 +30,7 @@ from backup_engine.engines.postgresql.tables_from_catalog import (
     read_shapes,
     table_definitions,
     table_shapes,
+    table_specs,
 )
 from backup_engine.formats.model import DatabaseModel, PgCatalog, SchemaExtras
 
@@ -35,18 +38,21 @@ ENGINE_NAME = "postgresql"
 # Large objects travel inside a JSON document's schema line; past this many bytes a JSON backup
 # refuses them (the sql format streams any size).
 JSON_LARGE_OBJECT_LIMIT = 16 << 20
+Tables = Literal["whole", "shapes", "specs"]  # what the model holds of each table: see reflect_postgresql
 
 
 @paused_gc()  # thousands of tables' objects, all kept: the collector's passes would only slow it
 def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
-                       large_object_data: bool = False, shapes_only: bool = False,
+                       large_object_data: bool = False, tables: Tables = "whole",
                        positions: PositionsAside | None = None, aside: SessionAside | None = None) -> DatabaseModel:
     """The model of the database `raw` reads (a snapshot_connection: search_path = pg_catalog).
 
     Raises DumpError(failure, "cannot carry ...") naming every object the script cannot carry;
     with `large_object_data` the large objects' bytes are read into the model (a JSON document
-    holds them), up to JSON_LARGE_OBJECT_LIMIT. With `shapes_only` the tables carry only their
-    columns and foreign keys (`table_shapes`): enough for a script written from the catalog.
+    holds them), up to JSON_LARGE_OBJECT_LIMIT. The tables (`tables`) are "whole" SQLAlchemy
+    `Table`s (`table_definitions`), or their "shapes", only columns and foreign keys
+    (`table_shapes`): enough for a script written from the catalog; or "specs", no `Table`s but
+    their descriptions (`table_specs`, in `table_specs` of the model): all a JSON document needs.
     Sequence positions come from `positions` where it read them, else from the snapshot. With
     `aside` (a second session in the same snapshot), what the tables are, the typed lists of
     objects and the tables' rows are read there while this session reads every object's
@@ -54,7 +60,7 @@ def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
     held at once with the definitions' working set (its dependency rows), 50 MB more at the peak
     at 5,000 tables.
     """
-    work = partial(_read_aside, positions=positions, shapes_only=shapes_only)
+    work = partial(_read_aside, positions=positions, shapes_only=tables == "shapes")
     read_aside = aside.submit(work) if aside else None
     cur = raw.cursor()
     reading = read_catalog(cur)
@@ -67,8 +73,14 @@ def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
     cur.close()
     info, extras, rows = (read_aside or run_here(raw, work)).result()
     extras.catalog = reading.catalog
-    metadata = table_shapes(rows, info.names) if isinstance(rows, ShapeRows) else table_definitions(rows, info)
-    return DatabaseModel(dialect=ENGINE_NAME, metadata=metadata, extras=extras, server_version=version)
+    model = DatabaseModel(dialect=ENGINE_NAME, metadata=MetaData(), extras=extras, server_version=version)
+    if isinstance(rows, ShapeRows):
+        model.metadata = table_shapes(rows, info.names)
+    elif tables == "specs":
+        model.table_specs = table_specs(rows, info)
+    else:
+        model.metadata = table_definitions(rows, info)
+    return model
 
 
 def _read_aside(cur: Any, *, positions: PositionsAside | None, shapes_only: bool
