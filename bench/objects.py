@@ -6,7 +6,9 @@ For each count: a throwaway PostgreSQL (default settings) gets that many tables,
 serial key, an index and a few rows; then every backup path of ours runs against `pg_dump
 --format=plain`, and every restore (into an existing, empty target: built beside and swapped in)
 against `psql` without a single transaction (one transaction cannot hold the locks). Wall time
-and each process's own peak RSS, as in `make bench`; writes bench/results/objects.json.
+and each process's own peak RSS, as in `make bench`; every path (the references too) runs
+`--repeat` times (3), round by round, and each row is its median run (its highest peak RSS);
+writes bench/results/objects.json.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +24,7 @@ from pathlib import Path
 import psycopg2
 
 from bench.__main__ import RESULTS, Row, _row, child_env, markdown_table, print_table
-from bench.measure import measure, measure_child
+from bench.measure import Measurement, measure, measure_child
 
 BATCH = """
 DO $$ BEGIN
@@ -42,7 +45,13 @@ def load_tables(url: str, tables: int) -> None:
     connection.close()
 
 
-def bench_tables(server, tables: int, work: Path, compression: str) -> list[Row]:
+PATHS = (("our sql (pg_dump)", "sql", "native"), ("our sql (SQLAlchemy fallback)", "sql", "sqlalchemy"),
+         ("our json export", "json", "auto"), ("our pgdump (-j)", "pgdump", "native"))
+
+
+def bench_tables(server, tables: int, work: Path, compression: str, repeat: int) -> list[Row]:
+    """Every path `repeat` times, round by round (the references too), each row its median run:
+    on 2 cores one run of a second or two moves by a third from one round to the next."""
     from backup_engine.engines.postgresql.connect import client_run
     from backup_engine.targets import Target
 
@@ -53,41 +62,56 @@ def bench_tables(server, tables: int, work: Path, compression: str) -> list[Row]
     name_file = work / "name"
     raw_dump = work / "raw.sql"
     pg_dump, psql = shutil.which("pg_dump"), shutil.which("psql")
-    with client_run(Target.from_url("bench", url)) as run:
-        dump_ref = measure([pg_dump, "--format=plain", "--no-owner", "--no-privileges", "--no-password",
-                            "-f", str(raw_dump)], env=run.env, pass_fds=tuple(run.pass_fds))
-    into = server.create_database(f"objects_raw_{tables}")
-    with client_run(Target.from_url("raw", into)) as run:
-        restore_ref = measure([psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-f", str(raw_dump)],
-                              env=run.env, pass_fds=tuple(run.pass_fds))
-    server.drop_database(f"objects_raw_{tables}")
+    runs: dict[str, list[Measurement]] = {}
+    names: dict[str, str] = {}
+    for _ in range(repeat):
+        with client_run(Target.from_url("bench", url)) as run:
+            runs.setdefault("dump", []).append(measure(
+                [pg_dump, "--format=plain", "--no-owner", "--no-privileges", "--no-password", "-f", str(raw_dump)],
+                env=run.env, pass_fds=tuple(run.pass_fds)))
+        into = server.create_database(f"objects_raw_{tables}")
+        with client_run(Target.from_url("raw", into)) as run:
+            runs.setdefault("restore", []).append(measure(
+                [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-f", str(raw_dump)],
+                env=run.env, pass_fds=tuple(run.pass_fds)))
+        server.drop_database(f"objects_raw_{tables}")
+        for label, backup_format, method in PATHS:
+            runs.setdefault(label, []).append(
+                measure_child(child_env(folder, url, compression), "backup", backup_format, method, str(name_file)))
+            names[label] = name_file.read_text()
+            target = server.create_database(f"objects_into_{tables}")
+            runs.setdefault(f"restore of {label}", []).append(
+                measure_child(child_env(folder, url, compression, target), "restore", names[label]))
+            server.drop_database(f"objects_into_{tables}")
+    dump_ref, restore_ref = median_run(runs["dump"]), median_run(runs["restore"])
     size = raw_dump.stat().st_size
     rows = [_row(tables, tables, "pg_dump (plain), raw", "-", dump_ref, None, size),
             _row(tables, tables, "psql (no single transaction), raw", "-", restore_ref, None, size)]
-    for label, backup_format, method in (("our sql (pg_dump)", "sql", "native"),
-                                         ("our sql (SQLAlchemy fallback)", "sql", "sqlalchemy"),
-                                         ("our json export", "json", "auto"),
-                                         ("our pgdump (-j)", "pgdump", "native")):
-        result = measure_child(child_env(folder, url, compression), "backup", backup_format, method, str(name_file))
-        name = name_file.read_text()
-        rows.append(_row(tables, tables, f"{label}, {compression}", "pg_dump", result, dump_ref,
-                         (folder / name).stat().st_size))
-        database = f"objects_into_{tables}_{len(rows)}"
-        target = server.create_database(database)
-        restored = measure_child(child_env(folder, url, compression, target), "restore", name)
-        rows.append(_row(tables, tables, f"restore of {label}", "psql", restored, restore_ref,
-                         (folder / name).stat().st_size))
-        server.drop_database(database)
+    for label, _, _ in PATHS:
+        stored = (folder / names[label]).stat().st_size
+        rows.append(_row(tables, tables, f"{label}, {compression}", "pg_dump", median_run(runs[label]), dump_ref,
+                         stored))
+        rows.append(_row(tables, tables, f"restore of {label}", "psql", median_run(runs[f"restore of {label}"]),
+                         restore_ref, stored))
     server.drop_database(f"objects_{tables}")
     shutil.rmtree(folder)
     raw_dump.unlink()
     return rows
 
 
+def median_run(runs: list[Measurement]) -> Measurement:
+    """The median wall time and task time of `runs`, and the highest peak RSS of any."""
+    tasks = [run.task_s for run in runs if run.task_s is not None]
+    return Measurement(wall_s=statistics.median(run.wall_s for run in runs),
+                       peak_rss_mb=max(run.peak_rss_mb for run in runs),
+                       task_s=statistics.median(tasks) if tasks else None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--compression", default="zstd")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of every path; each row is its median run")
     args = parser.parse_args()
 
     from tests.servers import ThrowawayPostgres
@@ -99,7 +123,7 @@ def main() -> None:
     rows: list[Row] = []
     try:
         for tables in args.tables:
-            rows += bench_tables(server, tables, work, args.compression)
+            rows += bench_tables(server, tables, work, args.compression, args.repeat)
             print_table([row for row in rows if row.scale == tables])
             print()
     finally:
