@@ -7,8 +7,8 @@ serial key, an index and a few rows; then every backup path of ours runs against
 --format=plain`, and every restore (into an existing, empty target: built beside and swapped in)
 against `psql` without a single transaction (one transaction cannot hold the locks). Wall time
 and each process's own peak RSS, as in `make bench`; every path (the references too) runs
-`--repeat` times (3), round by round, and each row is its median run (its highest peak RSS);
-writes bench/results/objects.json.
+`--repeat` times (3), round by round, each on a settled server (`settle`), and each row is its
+median run (its highest peak RSS); writes bench/results/objects.json.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import shutil
 import statistics
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -65,21 +66,25 @@ def bench_tables(server, tables: int, work: Path, compression: str, repeat: int)
     runs: dict[str, list[Measurement]] = {}
     names: dict[str, str] = {}
     for _ in range(repeat):
+        settle(server)
         with client_run(Target.from_url("bench", url)) as run:
             runs.setdefault("dump", []).append(measure(
                 [pg_dump, "--format=plain", "--no-owner", "--no-privileges", "--no-password", "-f", str(raw_dump)],
                 env=run.env, pass_fds=tuple(run.pass_fds)))
         into = server.create_database(f"objects_raw_{tables}")
+        settle(server)
         with client_run(Target.from_url("raw", into)) as run:
             runs.setdefault("restore", []).append(measure(
                 [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-f", str(raw_dump)],
                 env=run.env, pass_fds=tuple(run.pass_fds)))
         server.drop_database(f"objects_raw_{tables}")
         for label, backup_format, method in PATHS:
+            settle(server)
             runs.setdefault(label, []).append(
                 measure_child(child_env(folder, url, compression), "backup", backup_format, method, str(name_file)))
             names[label] = name_file.read_text()
             target = server.create_database(f"objects_into_{tables}")
+            settle(server)
             runs.setdefault(f"restore of {label}", []).append(
                 measure_child(child_env(folder, url, compression, target), "restore", names[label]))
             server.drop_database(f"objects_into_{tables}")
@@ -97,6 +102,27 @@ def bench_tables(server, tables: int, work: Path, compression: str, repeat: int)
     shutil.rmtree(folder)
     raw_dump.unlink()
     return rows
+
+
+def settle(server, timeout_s: float = 60) -> None:
+    """A checkpoint, then no autovacuum worker for half a second (or `timeout_s`), before every
+    measurement: loading thousands of tables, and each restore, leave the server vacuuming and
+    analyzing its catalogs for seconds, which on 2 cores would be charged to whichever run follows."""
+    connection = server.connect()
+    connection.autocommit = True
+    deadline, quiet_since = time.monotonic() + timeout_s, None
+    with connection.cursor() as cur:
+        cur.execute("CHECKPOINT")
+        while time.monotonic() < deadline:
+            cur.execute("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+            if cur.fetchone()[0]:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= 0.5:
+                break
+            time.sleep(0.1)
+    connection.close()
 
 
 def median_run(runs: list[Measurement]) -> Measurement:
