@@ -196,16 +196,20 @@ class Graph:
         for node_id, deps in waiting.items():
             for dep in deps:
                 needed_by.setdefault(dep, []).append(node_id)
-        ready = [(self.nodes[node_id].key(), node_id) for node_id, deps in waiting.items() if not deps]
+        # the heap holds each node's place in key order (keys are unique: the id is in them), an
+        # int: comparing the keys themselves, tuples of names, was most of the ordering's time
+        by_rank = sorted(nodes, key=Node.key)
+        rank = {node.id: place for place, node in enumerate(by_rank)}
+        ready = [rank[node_id] for node_id, deps in waiting.items() if not deps]
         heapq.heapify(ready)
         out: list[Node] = []
         while ready:
-            _, node_id = heapq.heappop(ready)
-            out.append(self.nodes[node_id])
-            for other in needed_by.get(node_id, []):
-                waiting[other].discard(node_id)
+            node = by_rank[heapq.heappop(ready)]
+            out.append(node)
+            for other in needed_by.get(node.id, []):
+                waiting[other].discard(node.id)
                 if not waiting[other]:
-                    heapq.heappush(ready, (self.nodes[other].key(), other))
+                    heapq.heappush(ready, rank[other])
         return out, {node_id: deps for node_id, deps in waiting.items() if deps}
 
     def _loop(self, stuck: dict[str, set[str]]) -> list[str]:
