@@ -18,6 +18,7 @@ builders:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,29 +177,54 @@ def read_definitions(cur: Any) -> DefinitionRows:
                           constraints=_fetch(cur, DEFINITION_CONSTRAINTS_SQL))
 
 
+@dataclass(slots=True)
+class _DefinedColumn:
+    """A column of a definitions row, as both builders take it."""
+
+    key: str  # its table's
+    name: str
+    type: str  # format_type(), with its collation
+    nullable: bool
+    generated: str | None  # the expression of a generated column
+    identity: dict[str, Any] | None  # Identity's keywords, in json_schema._identity's order
+    default: str | None
+    comment: str | None
+
+
+def _defined_columns(rows: DefinitionRows, info: TableInfo) -> Iterator[_DefinedColumn]:
+    """The columns of the tables `info` names. A domain's NOT NULL makes a column NOT NULL; an
+    identity column carries its sequence's options; a generated column has no default."""
+    for (schema, table, name, not_null, generated, always, identity, start, increment, minimum, maximum, cache,
+         cycle, comment) in rows.columns:
+        key = f"{schema}.{table}"
+        if key not in info.names:
+            continue
+        default = info.column_defaults.get((schema, table, name)) if generated is None else None
+        yield _DefinedColumn(
+            key=key, name=name, type=info.column_types[(schema, table, name)], nullable=not not_null,
+            generated=generated, default=default or None, comment=comment,
+            identity={"always": always, "on_null": None, "start": start, "increment": increment, "minvalue": minimum,
+                      "maxvalue": maximum, "cycle": cycle, "cache": cache} if identity else None)
+
+
 def table_definitions(rows: DefinitionRows, info: TableInfo) -> MetaData:
     """A `MetaData` of every table `info` names, whole: columns with their exact types, defaults,
     generation, identity and comments; keys, unique constraints, checks and foreign keys (no
     indexes: they come from the catalog), as SQLAlchemy's reflection gave them."""
     metadata = MetaData()
     columns: dict[str, list[Column]] = {}
-    for (schema, table, name, not_null, generated, always, identity, start, increment, minimum, maximum, cache,
-         cycle, comment) in rows.columns:
-        key = f"{schema}.{table}"
-        if key not in info.names:
-            continue
+    for defined in _defined_columns(rows, info):
         marks: list[Any] = []
-        if generated is not None:
-            marks.append(Computed(literal_column(generated), persisted=True))
-        if identity:
-            marks.append(Identity(always=always, start=start, increment=increment, minvalue=minimum,
-                                  maxvalue=maximum, cycle=cycle, cache=cache))
-        default = info.column_defaults.get((schema, table, name)) if generated is None else None
-        column = Column(name, CatalogType(info.column_types[(schema, table, name)]), *marks, nullable=not not_null,
-                        comment=comment,
+        if defined.generated is not None:
+            marks.append(Computed(literal_column(defined.generated), persisted=True))
+        if defined.identity:
+            marks.append(Identity(**defined.identity))
+        default = defined.default
+        column = Column(defined.name, CatalogType(defined.type), *marks, nullable=defined.nullable,
+                        comment=defined.comment,
                         server_default=DefaultClause(literal_column(default), _reflected=True) if default else None)
         column.autoincrement = False  # serial and identity come from the catalog, never SERIAL
-        columns.setdefault(key, []).append(column)
+        columns.setdefault(defined.key, []).append(column)
     for key, (schema, name) in sorted(info.names.items()):
         table = Table(name, metadata, *columns.get(key, ()), schema=schema)
         if key in info.unlogged:
@@ -243,18 +269,12 @@ def table_specs(rows: DefinitionRows, info: TableInfo) -> list[TableSpec]:
     """What `table_definitions` builds, as the document describes it (`json_schema.table_spec`),
     in the same order: SQLAlchemy's objects cost 150 µs a table, only to be described."""
     columns: dict[str, list[ColumnSpec]] = {}
-    for (schema, table, name, not_null, generated, always, identity, start, increment, minimum, maximum, cache,
-         cycle, comment) in rows.columns:
-        key = f"{schema}.{table}"
-        if key not in info.names:
-            continue
-        default = info.column_defaults.get((schema, table, name)) if generated is None else None
-        columns.setdefault(key, []).append(ColumnSpec(
-            name=name, type=info.column_types[(schema, table, name)], nullable=not not_null, default=default or None,
-            generated={"sqltext": literal_text(generated), "persisted": True} if generated is not None else None,
-            identity={"always": always, "on_null": None, "start": start, "increment": increment, "minvalue": minimum,
-                      "maxvalue": maximum, "cycle": cycle, "cache": cache} if identity else None,
-            comment=comment))
+    for defined in _defined_columns(rows, info):
+        columns.setdefault(defined.key, []).append(ColumnSpec(
+            name=defined.name, type=defined.type, nullable=defined.nullable, default=defined.default,
+            generated=({"sqltext": literal_text(defined.generated), "persisted": True}
+                       if defined.generated is not None else None),
+            identity=defined.identity, comment=defined.comment))
     comments = {f"{schema}.{name}": comment for schema, name, comment in rows.comments}
     specs = {key: TableSpec(key=key, schema=schema, name=name, comment=comments.get(key),
                             prefixes=["UNLOGGED"] if key in info.unlogged else [],
