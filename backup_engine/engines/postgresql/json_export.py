@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from psycopg2 import sql
-
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
 from backup_engine.engines.collector import frozen_gc
@@ -27,6 +25,7 @@ from backup_engine.engines.postgresql.batch_copy import (
     copy_batch,
     copy_rows,
 )
+from backup_engine.engines.postgresql.catalog_common import quote_ident
 from backup_engine.engines.postgresql.connect import LockWindow, locks_released, snapshot_connection
 from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.sequence_positions import positions_aside
@@ -167,9 +166,9 @@ class _Sections:
         self._progress(phase="dump", tables=self._closed, rows=self._rows, table=key, streams=streams)
 
 
-def _row_array(raw: Any, columns: list[str], kinds: dict[str, tuple]) -> str:
+def _row_array(columns: list[str], kinds: dict[str, tuple]) -> str:
     """The expression of one row as a JSON array, its values rendered by the server."""
-    expressions = [pg_kinds.export_expression(sql.Identifier(name).as_string(raw), kinds[name][0])
+    expressions = [pg_kinds.export_expression(quote_ident(name), kinds[name][0])
                    for name in columns]
     return f"pg_catalog.json_build_array({', '.join(expressions)})"
 
@@ -177,8 +176,8 @@ def _row_array(raw: Any, columns: list[str], kinds: dict[str, tuple]) -> str:
 def _batch_rows(raw: Any, batch: list[tuple[str, TableSpec]], row_columns: dict[str, list[str]],
                 kinds: dict[str, dict[str, tuple]], sections: _Sections) -> None:
     """Write the rows of a batch of small tables, each into its own section, from one COPY."""
-    branches = [f"SELECT {position}, {_row_array(raw, row_columns[key], kinds[key])} "  # noqa: S608 - quoted identifiers
-                f"FROM ONLY {sql.Identifier(table.schema, table.name).as_string(raw)}"
+    branches = [f"SELECT {position}, {_row_array(row_columns[key], kinds[key])} "  # noqa: S608 - quoted identifiers
+                f"FROM ONLY {quote_ident(table.schema)}.{quote_ident(table.name)}"
                 for position, (key, table) in enumerate(batch)]
     copy_batch(raw, branches, BatchLines([key for key, _ in batch], sections))
 
@@ -186,13 +185,13 @@ def _batch_rows(raw: Any, batch: list[tuple[str, TableSpec]], row_columns: dict[
 def _table_rows(raw: Any, stream: SecondStream, window: LockWindow, table: TableSpec, columns: list[str],
                 kinds: dict[str, tuple], forwarder: RowLines, size: TableSize | None) -> int:
     """Write one table's rows (one JSON array per line) into `forwarder`; returns in how many streams."""
-    table_sql = sql.Identifier(table.schema, table.name).as_string(raw)
+    table_sql = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
     if not columns:
         with window.table(), raw.cursor() as cur:
             cur.execute(f"SELECT count(*) FROM ONLY {table_sql}")  # noqa: S608 - a quoted identifier
             forwarder.write(b"[]\n" * cur.fetchone()[0])
         return 1
-    row = _row_array(raw, columns, kinds)
+    row = _row_array(columns, kinds)
 
     def query_for(where: str) -> str:
         return copy_rows(f"SELECT {row} FROM ONLY {table_sql}{where}")  # noqa: S608 - quoted identifiers
