@@ -252,17 +252,26 @@ def _constraint(metadata: MetaData, table: Table, name: str, kind: str, local: l
     if kind == "u":
         return UniqueConstraint(*local, name=name, postgresql_nulls_not_distinct=nulls_not_distinct or None, **when)
     if kind == "c":
-        found = CHECK_DEFINITION.match(check or "")
-        return CheckConstraint(literal_column(strip_outer_parens(found.group(1)) if found else ""), name=name)
+        return CheckConstraint(literal_column(_check_text(check)), name=name)
     target = metadata.tables.get(f"{referred_schema}.{referred}")
     if target is None:
         return None
-    deleting = FOREIGN_KEY_ACTIONS.get(on_delete)
-    if deleting and delete_set:
-        deleting += f" ({', '.join(delete_set)})"
     return ForeignKeyConstraint([table.c[column] for column in local], [target.c[column] for column in remote],
-                                name=name, onupdate=FOREIGN_KEY_ACTIONS.get(on_update), ondelete=deleting,
-                                match="FULL" if match == "f" else None, **when)
+                                name=name, onupdate=FOREIGN_KEY_ACTIONS.get(on_update),
+                                ondelete=_on_delete(on_delete, delete_set), match="FULL" if match == "f" else None,
+                                **when)
+
+
+def _check_text(definition: str | None) -> str:
+    """A CHECK's expression from pg_get_constraintdef, as SQLAlchemy's reflection reads it."""
+    found = CHECK_DEFINITION.match(definition or "")
+    return strip_outer_parens(found.group(1)) if found else ""
+
+
+def _on_delete(action: str, delete_set: list[str]) -> str | None:
+    """A foreign key's ON DELETE clause (with its SET NULL / SET DEFAULT columns), or None."""
+    deleting = FOREIGN_KEY_ACTIONS.get(action)
+    return f"{deleting} ({', '.join(delete_set)})" if deleting and delete_set else deleting
 
 
 def table_specs(rows: DefinitionRows, info: TableInfo) -> list[TableSpec]:
@@ -304,13 +313,10 @@ def _add_constraint(spec: TableSpec, specs: dict[str, TableSpec], name: str, kin
         spec.unique.append({"name": name, "columns": list(local), **timing,
                             "nulls_not_distinct": bool(nulls_not_distinct)})
     elif kind == "c":
-        found = CHECK_DEFINITION.match(check or "")
-        spec.checks.append({"name": name, "sqltext": literal_text(strip_outer_parens(found.group(1)) if found else "")})
+        spec.checks.append({"name": name, "sqltext": literal_text(_check_text(check))})
     elif f"{referred_schema}.{referred}" in specs:
-        deleting = FOREIGN_KEY_ACTIONS.get(on_delete)
-        if deleting and delete_set:
-            deleting += f" ({', '.join(delete_set)})"
         spec.foreign_keys.append({"name": name, "columns": list(local),
                                   "referred_table": f"{referred_schema}.{referred}", "referred_columns": list(remote),
-                                  "ondelete": deleting, "onupdate": FOREIGN_KEY_ACTIONS.get(on_update),
+                                  "ondelete": _on_delete(on_delete, delete_set),
+                                  "onupdate": FOREIGN_KEY_ACTIONS.get(on_update),
                                   "match": "FULL" if match == "f" else None, **timing})
