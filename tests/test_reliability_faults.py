@@ -587,7 +587,8 @@ def test_a_killed_worker_leaves_no_password_file_behind(big, broker, processes, 
     worker = start_worker(processes, env, tmp_path, "pgpass")
     send(broker, "backups.create", target="big")
     dump_pid, _ = wait_for_tool(worker, "pg_dump")
-    passfile = passfile_of(dump_pid)
+    # read again while pg_dump's wrapper execs the real binary (its environment reads empty meanwhile)
+    passfile = wait_until(lambda: passfile_of(dump_pid), 10, what="pg_dump's PGPASSFILE")
     # The password file is a memfd inherited as /dev/fd/N: it lives only as long as the processes.
     assert str(passfile).startswith("/dev/fd/"), passfile
     assert stat.S_ISREG(os.stat(f"/proc/{dump_pid}/fd/{passfile.name}").st_mode)
