@@ -1,45 +1,42 @@
 """A named database the worker backs up and restores.
 
-Targets come from configuration only; a task names one and never carries a URL. The URL
-is kept as a SQLAlchemy `URL` whose `repr` and `str` hide the password. The engine that works
-on a target is chosen by the URL's scheme through `backup_engine.engines`.
+Targets come from configuration only; a task names one and never carries a URL. The URL is
+kept as a `DatabaseURL` (SQLAlchemy's grammar) whose `repr` and `str` hide the password. The
+engine that works on a target is chosen by the URL's scheme through `backup_engine.engines`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import URL, make_url
-
 from backup_engine import errors
+from backup_engine.database_url import DatabaseURL
 
 # Query parameters that carry a secret: never shown, and refused (the password goes in the userinfo).
 SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "pwd", "sslpassword", "secret", "token"})
 
 
-def mask_url(url: URL | str) -> str:
+def mask_url(url: DatabaseURL | str) -> str:
     """The URL as text with the password and any secret query value replaced by `***`."""
-    parsed = make_url(url) if isinstance(url, str) else url
+    parsed = DatabaseURL.parse(url) if isinstance(url, str) else url
     hidden = {key: "***" for key in parsed.query if key.lower() in SECRET_QUERY_KEYS}
-    if hidden:
-        parsed = parsed.update_query_dict(hidden)
-    return parsed.render_as_string(hide_password=True)
+    return parsed.with_query_values(hidden).render_as_string(hide_password=True)
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
-    url: URL = field(repr=False)
+    url: DatabaseURL = field(repr=False)
     dialect: str = ""  # the engine's name, from the URL's scheme
     queue: str | None = None  # the Celery queue its tasks and schedule go to (a worker next to it)
 
     @classmethod
-    def from_url(cls, name: str, url: str | URL, queue: str | None = None) -> Target:
+    def from_url(cls, name: str, url: str | DatabaseURL, queue: str | None = None) -> Target:
         from backup_engine.registry import engine_class, engine_name_for_scheme
 
         try:
-            parsed = make_url(url)
-        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types here
+            parsed = DatabaseURL.parse(url) if isinstance(url, str) else url
+        except ValueError as exc:  # no URL, or a port that is not a number
             raise errors.ConfigError(errors.CONFIG_INVALID, f"target {name!r}: not a database URL") from exc
         secret = sorted(key for key in parsed.query if key.lower() in SECRET_QUERY_KEYS)
         if secret:

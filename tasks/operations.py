@@ -14,7 +14,6 @@ from typing import Any
 
 from backup_engine import errors
 from backup_engine.backup import create_backup
-from backup_engine.convert import convert_backup
 from backup_engine.dumpinfo import Progress, no_progress
 from backup_engine.engines.base import Engine
 from backup_engine.plan import (
@@ -104,6 +103,8 @@ def create(settings: Settings, *, target: str = "default", format: str = "sql", 
 def convert(settings: Settings, *, backup_filename: str, dialect: str | None = None,
             progress: Progress = no_progress) -> dict[str, Any]:
     """The `.sql` of a JSON backup, published beside it (for its own engine or another)."""
+    from backup_engine.convert import convert_backup  # SQLAlchemy's: imported by the paths that use it
+
     return convert_backup(catalogue_for(settings), backup_filename, dialect, progress=progress).as_result()
 
 

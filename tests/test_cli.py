@@ -73,6 +73,26 @@ def test_backup_list_restore_round_trip(cli, pg_server):
     conn.close()
 
 
+def _imported(stderr: str) -> set[str]:
+    """The modules a process imported, from its `PYTHONPROFILEIMPORTTIME` lines."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_pg_dump_paths_start_without_sqlalchemy(cli, pg_server):
+    """SQLAlchemy is most of a start's imports (0.17 s, 16 MB): pg_dump, pg_restore and psql need
+    none of it, so their backups and restores never load it; the fallback does (the control)."""
+    no_demo = {"BACKUP_DATABASE_URL": json.loads(cli.env["BACKUP_TARGETS"])["src"], "PYTHONPROFILEIMPORTTIME": "1"}
+    for backup_format, method in (("sql", "native"), ("pgdump", "native"), ("sql", "sqlalchemy")):
+        made = cli("backup", "--target", "src", "--format", backup_format, "--method", method, "--local", **no_demo)
+        assert made.returncode == 0, made.stderr
+        restored = cli("restore", json.loads(made.stdout)["backup_filename"], "--target", "dst", "--from", "src",
+                       "--local", **no_demo)
+        assert restored.returncode == 0, restored.stderr[-3000:]
+        assert ("sqlalchemy" in _imported(made.stderr)) == (method == "sqlalchemy")
+        assert "sqlalchemy" not in _imported(restored.stderr)
+        assert items(pg_server, cli.target_db) == (250, "item 99")
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [

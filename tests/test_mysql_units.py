@@ -16,7 +16,7 @@ from backup_engine.engines.mysql.client import strip_sandbox_line
 from backup_engine.engines.mysql.connect import option_file, scrub
 from backup_engine.engines.mysql.engine import MysqlEngine, mysql_unescape
 from backup_engine.formats.json_values import ValueError_
-from backup_engine.formats.model import PortableDefault
+from backup_engine.formats.values import PortableDefault
 from backup_engine.targets import Target
 
 DUMP = b"""/*M!999999\\- enable the sandbox mode */\x20

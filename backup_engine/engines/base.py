@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, ClientTools, DumpResult, Progress, no_progress
-from backup_engine.formats.model import PortableDefault
+from backup_engine.formats.values import PortableDefault
 from backup_engine.targets import Target
 
 NOW_DEFAULTS = frozenset({"now()", "current_timestamp", "current_timestamp()", "localtimestamp",

@@ -382,12 +382,3 @@ def extras_from_dict(data: dict[str, Any]) -> SchemaExtras:
             value = items
         values[key] = value
     return SchemaExtras(**values)
-
-
-@dataclass(frozen=True)
-class PortableDefault:
-    """A column default that means the same in every engine: the time of the insert, a boolean,
-    a number, or a string (its content as it stands between single quotes, quotes doubled)."""
-
-    kind: str  # "now", "boolean", "number", "string"
-    text: str = ""

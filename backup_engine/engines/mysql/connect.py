@@ -19,9 +19,9 @@ from urllib.parse import quote, quote_plus
 
 import pymysql
 import pymysql.converters
-from sqlalchemy.engine import URL
 
 from backup_engine import errors
+from backup_engine.database_url import DatabaseURL
 from backup_engine.targets import Target
 
 CONNECT_TIMEOUT_S = 10
@@ -45,14 +45,14 @@ READ_SESSION = ("SET NAMES utf8mb4", "SET SESSION time_zone = '+00:00'", "SET SE
                 "SET SESSION net_read_timeout = 3600")
 
 
-def option(url: URL, key: str) -> str | None:
+def option(url: DatabaseURL, key: str) -> str | None:
     value = url.query.get(key)
     if value is None:
         return None
     return value if isinstance(value, str) else value[-1]
 
 
-def connect_kwargs(url: URL, database: str | None = None) -> dict[str, Any]:
+def connect_kwargs(url: DatabaseURL, database: str | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"host": url.host or "localhost", "port": url.port or DEFAULT_PORT,
                               "user": url.username or "", "password": url.password or "",
                               "database": database if database is not None else url.database,
@@ -174,7 +174,7 @@ def option_escape(value: str) -> str:
             .replace("\t", "\\t"))
 
 
-def option_file(url: URL) -> str:
+def option_file(url: DatabaseURL) -> str:
     """The `[client]` group the tools read: every connection setting, the password included."""
     lines = ["[client]", f'user="{option_escape(url.username or "")}"',
              f'password="{option_escape(str(url.password or ""))}"']

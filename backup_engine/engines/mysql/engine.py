@@ -37,8 +37,9 @@ from backup_engine.engines.mysql.scratch import (
 )
 from backup_engine.engines.mysql.writer import MysqlScriptWriter, make_dialect
 from backup_engine.formats.json_document import JsonBackupReader
-from backup_engine.formats.model import DatabaseModel, PortableDefault
+from backup_engine.formats.model import DatabaseModel
 from backup_engine.formats.sql_script import CopyData, RowData, ScriptWriter
+from backup_engine.formats.values import PortableDefault
 from backup_engine.targets import Target
 
 MYSQL_STRING = re.compile(r"^'((?:[^'\\]|\\.|'')*)'$", re.S)

@@ -18,9 +18,9 @@ from urllib.parse import quote, quote_plus
 
 import psycopg2
 import psycopg2.extensions
-from sqlalchemy.engine import URL
 
 from backup_engine import errors
+from backup_engine.database_url import DatabaseURL
 from backup_engine.targets import Target
 
 # URL query parameters that libpq understands, mapped to their environment variables.
@@ -38,7 +38,7 @@ TRANSIENT_MARKERS = ("could not connect", "connection refused", "server closed t
                      "could not translate host name", "lock timeout", "connection to server")
 
 
-def connect_kwargs(url: URL) -> dict[str, Any]:
+def connect_kwargs(url: DatabaseURL) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"dbname": url.database or "postgres", "connect_timeout": int(CONNECT_TIMEOUT_S),
                               "application_name": APPLICATION_NAME}
     if url.host:
