@@ -29,7 +29,7 @@ from backup_engine.plan import (
     run_locally,
     with_companion,
 )
-from backup_engine.registry import engine_for
+from backup_engine.registry import engine_class, engine_for
 from backup_engine.restore import check_provenance, restore_backup
 from backup_engine.retention import CLOCK_SKEW, is_side, newest
 from backup_engine.retention import prune as prune_catalogue
@@ -78,6 +78,14 @@ def prefix_for(settings: Settings, target: Target) -> str:
 
 
 # --- backups ------------------------------------------------------------------------------------
+def warm_up(settings: Settings) -> None:
+    """What the targets' engines and conversions import on first use, imported now (a worker's start)."""
+    from backup_engine import convert  # noqa: F401
+
+    for dialect in sorted({target.dialect for target in settings.targets.values()}):
+        engine_class(dialect).warm_up()
+
+
 def create(settings: Settings, *, target: str = "default", format: str = "sql", include_data: str = "full",
            method: str = "auto", csv_safe: bool = False, progress: Progress = no_progress, with_twin: bool = True,
            lock_wait: float | None = None, twin_alongside: bool = True) -> dict[str, Any]:

@@ -93,6 +93,30 @@ def test_pg_dump_paths_start_without_sqlalchemy(cli, pg_server):
         assert items(pg_server, cli.target_db) == (250, "item 99")
 
 
+WORKER_START_PROBE = """
+import json, sys
+from celery.signals import worker_init
+import worker.app
+before = sorted(name for name in sys.modules if name.split(".")[0] in ("sqlalchemy", "pglast"))
+worker_init.send(sender=None)
+print(json.dumps({"before": before, "after": sorted(sys.modules)}))
+"""
+
+
+def test_the_worker_imports_at_its_start_what_a_task_would_import_on_first_use(tmp_path, pg_server):
+    """A running worker pays SQLAlchemy and pglast once, before its pool forks, not in a task."""
+    env = clean_environment(BACKUP_DATABASE_URL=pg_server.url("postgres"), BACKUP_DIR=str(tmp_path / "backups"),
+                            BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"))
+    done = subprocess.run([sys.executable, "-c", WORKER_START_PROBE], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    probed = json.loads(done.stdout.splitlines()[-1])
+    assert probed["before"] == []
+    assert {"sqlalchemy", "pglast", "backup_engine.convert", "backup_engine.engines.postgresql.json_export",
+            "backup_engine.engines.postgresql.generated", "backup_engine.engines.postgresql.json_import",
+            "backup_engine.engines.postgresql.uploads"} <= set(probed["after"])
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [

@@ -96,6 +96,14 @@ def sweep_orphaned_temp_files(**_: object) -> None:
     threading.Thread(target=sweeper.wait, name="sweep-targets-reaper", daemon=True).start()
 
 
+@worker_init.connect
+def warm_up_engines(**_: object) -> None:
+    """In the parent, before the pool forks: no task imports SQLAlchemy or pglast on its path."""
+    from tasks.operations import warm_up
+
+    warm_up(settings)
+
+
 @task_prerun.connect
 def defer_model_collection(**_: object) -> None:
     """The cycles of a big model are collected after the task's result is stored, not on its path."""

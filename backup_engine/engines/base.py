@@ -144,6 +144,12 @@ class Engine(ABC):
         return self._scratch_dir
 
     @classmethod
+    def warm_up(cls) -> None:
+        """Import what this engine's methods import on first use (SQLAlchemy, pglast): a worker
+        does it once at its start, so no task pays it; a `--local` run imports only what it uses."""
+        return None
+
+    @classmethod
     def check_url(cls, target: Target) -> None:
         """Refuse a URL this engine cannot work with (raise ConfigError); most take any of their scheme."""
         return None

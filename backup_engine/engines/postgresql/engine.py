@@ -54,6 +54,12 @@ class PostgresEngine(Engine):
     skips_empty_tables = True
     identity_for_rowid_alias = True
 
+    @classmethod
+    def warm_up(cls) -> None:
+        from backup_engine.engines.postgresql import generated, json_export, json_import, twin, writer  # noqa: F401
+
+        _upload_gate()
+
     # --- backups -------------------------------------------------------------------------
     def server_version(self) -> str:
         return native.server_version(self.target)
