@@ -23,6 +23,8 @@ from psycopg2 import sql
 
 from backup_engine import errors
 from backup_engine.engines.postgresql.connect import LOCK_WINDOW_TABLES
+from backup_engine.engines.postgresql.scratch import count_rows
+from backup_engine.targets import Target
 from config.settings import load_settings
 from tasks import operations
 from tests.processes import ROOT
@@ -120,6 +122,14 @@ def test_the_source_is_too_big_for_one_transaction(many, pg_server):
         cur.execute("SHOW max_locks_per_transaction")
         assert cur.fetchone()[0] == "64"
     conn.close()
+
+
+def test_the_row_counts_a_restore_checks_are_exact_for_every_table(many):
+    """`count_rows` counts halves of the batches on two sessions: every table once, exactly."""
+    counts = count_rows(Target.from_url("src", many["url"]))
+    expected = {f"public.t{i}": i % 3 for i in range(1, TABLES + 1)}
+    expected |= {f"public.events_{i}": 4000 // PARTITIONS for i in range(PARTITIONS)} | {"public.events": 0}
+    assert counts == expected
 
 
 @pytest.mark.parametrize("kind", ["native", "fallback", "json", "json_converted", "pgdump"])

@@ -240,6 +240,8 @@ class JsonBackupReader:
     version: int = 0
     display_name: str | None = None
     max_line_bytes: int = MAX_LINE_BYTES
+    _specs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # `table_spec`'s index
+    _specs_of: list[dict[str, Any]] | None = field(default=None, repr=False)  # ... of this tables list
 
     def picks(self, key: str, renamed: Mapping[str, str], columns: list[str]) -> list[tuple[int, str, str]]:
         """(position in the table's rows, document kind, column) for each of a converted table's
@@ -264,8 +266,12 @@ class JsonBackupReader:
         return self.fail(line, f"table {key!r}, row {number}, column {column!r}: {exc}")
 
     def table_spec(self, key: str) -> dict[str, Any]:
-        """The schema's entry for table `key`."""
-        return next(spec for spec in self.schema["tables"] if spec["key"] == key)
+        """The schema's entry for table `key`. Indexed once per schema (a search per table was
+        quadratic: 0.7 s at 5,000 tables); a vetted schema that replaces it is indexed again."""
+        tables = self.schema["tables"]
+        if self._specs_of is not tables:
+            self._specs, self._specs_of = {spec["key"]: spec for spec in tables}, tables
+        return self._specs[key]
 
     @property
     def name(self) -> str:

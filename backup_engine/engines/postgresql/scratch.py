@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 from psycopg2 import sql
 
@@ -16,6 +18,7 @@ from backup_engine.targets import Target
 # Tables counted per statement: one round trip each instead of one per table, and a statement's
 # locks (its tables and their indexes) stay far inside a default server's lock table.
 COUNT_BATCH = 32
+COUNT_SESSIONS_FROM = 8  # batches (256 tables) from which a second session counts half: it costs a connection
 
 
 def count_rows(target: Target) -> dict[str, int]:
@@ -25,14 +28,25 @@ def count_rows(target: Target) -> dict[str, int]:
     COUNT_BATCH tables in a transaction of its own (autocommit): one transaction would hold a
     lock per table and index at once, more than a default server's lock table has for 5,000
     tables. Nobody else writes to a database being built or drilled, so the counts still
-    describe one state."""
-    counts: dict[str, int] = {}
+    describe one state, and two sessions count halves of the batches at once: the server's
+    work per table (0.17 ms, 0.9 s at 5,000 tables) runs on two cores while this process waits."""
     with connect(target) as conn:
         conn.autocommit = True
-        cur = conn.cursor()
-        tables = sorted(user_tables(cur).items())
-        for first in range(0, len(tables), COUNT_BATCH):
-            batch = tables[first:first + COUNT_BATCH]
+        tables = sorted(user_tables(conn.cursor()).items())
+        batches = [tables[first:first + COUNT_BATCH] for first in range(0, len(tables), COUNT_BATCH)]
+        if len(batches) < COUNT_SESSIONS_FROM:
+            return _count(conn, batches)
+        half = len(batches) // 2
+        with connect(target) as other, ThreadPoolExecutor(1, thread_name_prefix="count-rows") as pool:
+            other.autocommit = True
+            second = pool.submit(_count, other, batches[half:])
+            return {**_count(conn, batches[:half]), **second.result()}
+
+
+def _count(conn: Any, batches: list[list[tuple[str, tuple[str, str]]]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with conn.cursor() as cur:
+        for batch in batches:
             cur.execute(sql.SQL(" UNION ALL ").join(
                 sql.SQL("SELECT {}::integer, count(*) FROM ONLY {}").format(sql.Literal(index),
                                                                             sql.Identifier(schema, name))
