@@ -23,6 +23,11 @@ def clean_environment(**overrides: str) -> dict[str, str]:
     return env
 
 
+def imported_modules(stderr: str) -> set[str]:
+    """The modules a process imported, from the lines `PYTHONPROFILEIMPORTTIME=1` wrote to its stderr."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
 class ManagedProcess:
     """A child process whose output goes to a log file the test can read."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import celery_worker, clean_environment
+from tests.processes import celery_worker, clean_environment, imported_modules
 from tests.reliability_helpers import wait_result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,11 +73,6 @@ def test_backup_list_restore_round_trip(cli, pg_server):
     conn.close()
 
 
-def _imported(stderr: str) -> set[str]:
-    """The modules a process imported, from its `PYTHONPROFILEIMPORTTIME` lines."""
-    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
-
-
 def test_pg_dump_paths_start_without_sqlalchemy(cli, pg_server):
     """SQLAlchemy is most of a start's imports (0.17 s, 16 MB): pg_dump, pg_restore and psql need
     none of it, so their backups and restores never load it; the fallback does (the control)."""
@@ -88,8 +83,8 @@ def test_pg_dump_paths_start_without_sqlalchemy(cli, pg_server):
         restored = cli("restore", json.loads(made.stdout)["backup_filename"], "--target", "dst", "--from", "src",
                        "--local", **no_demo)
         assert restored.returncode == 0, restored.stderr[-3000:]
-        assert ("sqlalchemy" in _imported(made.stderr)) == (method == "sqlalchemy")
-        assert "sqlalchemy" not in _imported(restored.stderr)
+        assert ("sqlalchemy" in imported_modules(made.stderr)) == (method == "sqlalchemy")
+        assert "sqlalchemy" not in imported_modules(restored.stderr)
         assert items(pg_server, cli.target_db) == (250, "item 99")
 
 

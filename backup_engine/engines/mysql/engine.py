@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from contextlib import AbstractContextManager
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import pymysql
 
@@ -23,7 +23,7 @@ from backup_engine.engines.base import (
     UploadReport,
     no_wait,
 )
-from backup_engine.engines.mysql import csv_export, generated, json_export, json_import, native, restore, vetting
+from backup_engine.engines.mysql import csv_export, native, restore
 from backup_engine.engines.mysql import kinds as mysql_kinds
 from backup_engine.engines.mysql.catalog import text
 from backup_engine.engines.mysql.connect import classify_exception, connect, server_version
@@ -35,12 +35,13 @@ from backup_engine.engines.mysql.scratch import (
     exclusive,
     target_lock,
 )
-from backup_engine.engines.mysql.writer import MysqlScriptWriter, make_dialect
-from backup_engine.formats.json_document import JsonBackupReader
-from backup_engine.formats.model import DatabaseModel
-from backup_engine.formats.sql_script import CopyData, RowData, ScriptWriter
 from backup_engine.formats.values import PortableDefault
 from backup_engine.targets import Target
+
+if TYPE_CHECKING:
+    from backup_engine.formats.json_document import JsonBackupReader
+    from backup_engine.formats.model import DatabaseModel
+    from backup_engine.formats.sql_script import CopyData, RowData, ScriptWriter
 
 MYSQL_STRING = re.compile(r"^'((?:[^'\\]|\\.|'')*)'$", re.S)
 MYSQL_UNESCAPES = {"0": "\x00", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a", "b": "\b"}
@@ -105,6 +106,10 @@ class MysqlEngine(Engine):
         if busy:
             raise errors.TargetBusy(errors.TARGET_BUSY, f"target {self.target.name!r}: a restore of it is running")
 
+    @classmethod
+    def warm_up(cls) -> None:
+        from backup_engine.engines.mysql import generated, json_export, json_import, vetting, writer  # noqa: F401
+
     # --- backups -------------------------------------------------------------------------
     def server_version(self) -> str:
         return server_version(self.target)
@@ -114,10 +119,14 @@ class MysqlEngine(Engine):
         return native.dump_sql(self.target, out, include_data, self.tools, progress)
 
     def dump_generated(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
+        from backup_engine.engines.mysql import generated  # SQLAlchemy's: imported by the paths that use it
+
         self.settle()
         return generated.dump_generated(self.target, out, include_data, progress)
 
     def export_json(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
+        from backup_engine.engines.mysql import json_export
+
         self.settle()
         return json_export.export_json(self.target, out, include_data, progress)
 
@@ -181,6 +190,8 @@ class MysqlEngine(Engine):
     # --- JSON conversion -----------------------------------------------------------------------
     @classmethod
     def script_writer(cls, out: ByteSink, model: DatabaseModel, progress: Progress = no_progress) -> ScriptWriter:
+        from backup_engine.engines.mysql.writer import MysqlScriptWriter
+
         return MysqlScriptWriter(out, progress=progress)
 
     @classmethod
@@ -189,6 +200,8 @@ class MysqlEngine(Engine):
 
     @classmethod
     def sql_dialect(cls) -> Any:
+        from backup_engine.engines.mysql.writer import make_dialect
+
         return make_dialect()
 
     @classmethod
@@ -198,10 +211,14 @@ class MysqlEngine(Engine):
     @classmethod
     def json_rows(cls, reader: JsonBackupReader, mapping: TableMap, columns: list[str],
                   natural: bool) -> CopyData | RowData:
+        from backup_engine.engines.mysql import json_import
+
         return json_import.document_rows(reader, mapping, columns, natural)
 
     @classmethod
     def vet_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        from backup_engine.engines.mysql import vetting
+
         return vetting.vet_schema(schema)
 
     @classmethod
