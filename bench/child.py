@@ -5,7 +5,9 @@ read from the environment the parent sets: BACKUP_TARGETS (`bench` and `into`), 
 BACKUP_COMPRESSION. So a row costs what a task costs: hashing, compression, the manifest and
 its signature, the checksum check and safety backup of a restore, the build beside and swap.
 The operation's own time (without the interpreter's start and imports) goes to the file named by
-BENCH_TASK_TIME_FILE.
+BENCH_TASK_TIME_FILE; the modules the operation imports on first use (SQLAlchemy for the fallback
+and JSON), which a running worker imported at its start, are timed by `PYTHONPROFILEIMPORTTIME`
+between two marks on stderr and taken off by the parent (`measure_child`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 from backup_engine.engines.collector import defer_collection
-from bench.measure import TASK_TIME_FILE
+from bench.measure import TASK_ENDS, TASK_STARTS, TASK_TIME_FILE
 from config.settings import Settings, load_settings
 from tasks import operations
 
@@ -25,20 +27,15 @@ def main(argv: list[str]) -> None:
     mode, *rest = argv
     settings = load_settings(dotenv_path=None)
     defer_collection()  # as `--local` does: the process ends with the operation
-    if imports_on_first_use(mode, rest):
-        operations.warm_up(settings)  # as a running worker did at its start; the wall time keeps it
+    sys.stderr.write(f"{TASK_STARTS}\n")  # the imports the operation makes come between the marks
+    sys.stderr.flush()
     started = time.perf_counter()
     run(mode, rest, settings)
-    if os.environ.get(TASK_TIME_FILE):  # the operation alone: what a running worker pays per task
-        Path(os.environ[TASK_TIME_FILE]).write_text(f"{time.perf_counter() - started:.4f}\n")
-
-
-def imports_on_first_use(mode: str, rest: list[str]) -> bool:
-    """Whether this path imports SQLAlchemy when it runs (the fallback, JSON, conversions), which
-    a worker imported once at its start (`operations.warm_up`), not in a task."""
-    if mode == "backup":
-        return rest[0].startswith("json") or rest[1] == "sqlalchemy"
-    return mode == "convert" or ".json" in rest[0]
+    elapsed = time.perf_counter() - started
+    sys.stderr.write(f"{TASK_ENDS}\n")
+    sys.stderr.flush()
+    if os.environ.get(TASK_TIME_FILE):  # the operation alone (its imports taken off by the parent)
+        Path(os.environ[TASK_TIME_FILE]).write_text(f"{elapsed:.4f}\n")
 
 
 def run(mode: str, rest: list[str], settings: Settings) -> None:
