@@ -88,6 +88,6 @@ def imports_during_task(stderr: str) -> float:
     for line in lines[lines.index(TASK_STARTS) + 1:lines.index(TASK_ENDS)]:
         if line.startswith("import time:"):
             _, cumulative, name = line.split("|", 2)
-            if not name.startswith("  "):  # one space before an outermost import's name
+            if cumulative.strip().isdigit() and not name.startswith("  "):  # an outermost import
                 total_us += int(cumulative)
     return total_us / 1e6
