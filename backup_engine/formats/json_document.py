@@ -240,8 +240,8 @@ class JsonBackupReader:
     version: int = 0
     display_name: str | None = None
     max_line_bytes: int = MAX_LINE_BYTES
-    _specs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # `table_spec`'s index
-    _specs_of: list[dict[str, Any]] | None = field(default=None, repr=False)  # ... of this tables list
+    _specs: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)  # `table_spec`'s index
+    _specs_of: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)  # ... of this list
 
     def picks(self, key: str, renamed: Mapping[str, str], columns: list[str]) -> list[tuple[int, str, str]]:
         """(position in the table's rows, document kind, column) for each of a converted table's
