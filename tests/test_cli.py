@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,34 @@ def test_pg_dump_paths_start_without_sqlalchemy(cli, pg_server):
         assert ("sqlalchemy" in imported_modules(made.stderr)) == (method == "sqlalchemy")
         assert "sqlalchemy" not in imported_modules(restored.stderr)
         assert items(pg_server, cli.target_db) == (250, "item 99")
+
+
+def test_sqlite_snapshots_start_without_sqlalchemy(tmp_path):
+    """A SQLite snapshot and its restore need none of SQLAlchemy; the `sql` dump reflects the
+    schema with it (the control)."""
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript("CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT);"
+                           "INSERT INTO items (label) VALUES ('a');")
+    conn.close()
+    copy = tmp_path / "copy.db"
+    env = clean_environment(BACKUP_DATABASE_URL=f"sqlite:///{source}",
+                            BACKUP_TARGETS=json.dumps({"copy": f"sqlite:///{copy}"}),
+                            BACKUP_DIR=str(tmp_path / "backups"), BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"),
+                            PYTHONPROFILEIMPORTTIME="1")
+
+    def local(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "worker", *args, "--local"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    for backup_format in ("sqlite", "sql"):
+        made = local("backup", "--format", backup_format)
+        restored = local("restore", json.loads(made.stdout)["backup_filename"], "--target", "copy", "--from", "default")
+        assert ("sqlalchemy" in imported_modules(made.stderr)) == (backup_format == "sql")
+        assert "sqlalchemy" not in imported_modules(restored.stderr)
+        assert sqlite3.connect(copy).execute("SELECT label FROM items").fetchall() == [("a",)]
 
 
 WORKER_START_PROBE = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
@@ -20,15 +20,16 @@ from backup_engine.engines.base import (
     UploadReport,
     no_wait,
 )
-from backup_engine.engines.sqlite import csv_export, dump, files, json_export, restore, statements
+from backup_engine.engines.sqlite import csv_export, dump, files, restore, statements
 from backup_engine.engines.sqlite import kinds as sqlite_kinds
-from backup_engine.engines.sqlite.writer import SqliteScriptWriter, make_dialect
 from backup_engine.formats import json_values
-from backup_engine.formats.json_document import JsonBackupReader
-from backup_engine.formats.model import DatabaseModel
-from backup_engine.formats.sql_script import CopyData, RowData, ScriptWriter
 from backup_engine.scratch import private_folder
 from backup_engine.targets import Target
+
+if TYPE_CHECKING:
+    from backup_engine.formats.json_document import JsonBackupReader
+    from backup_engine.formats.model import DatabaseModel
+    from backup_engine.formats.sql_script import CopyData, RowData, ScriptWriter
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -56,13 +57,24 @@ class SqliteEngine(Engine):
     def server_version(self) -> str:
         return sqlite3.sqlite_version
 
+    @classmethod
+    def warm_up(cls) -> None:
+        from backup_engine.engines.sqlite import json_export, script, writer  # noqa: F401
+        from backup_engine.formats import sql_script  # noqa: F401
+
     def dump_native(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
-        return dump.dump_native(self.target, out, include_data, self.scratch_dir, progress)
+        from backup_engine.engines.sqlite import script  # SQLAlchemy's: imported by the paths that use it
+
+        return script.dump_native(self.target, out, include_data, self.scratch_dir, progress)
 
     def dump_generated(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
-        return dump.dump_generated(self.target, out, include_data, progress)
+        from backup_engine.engines.sqlite import script
+
+        return script.dump_generated(self.target, out, include_data, progress)
 
     def export_json(self, out: ByteSink, include_data: str, progress: Progress = no_progress) -> DumpResult:
+        from backup_engine.engines.sqlite import json_export
+
         return json_export.export_json(self.target, out, include_data, progress)
 
     def export_csv(self, out: ByteSink, include_data: str, progress: Progress = no_progress, *,
@@ -127,6 +139,8 @@ class SqliteEngine(Engine):
     # --- JSON conversion -----------------------------------------------------------------------
     @classmethod
     def script_writer(cls, out: ByteSink, model: DatabaseModel, progress: Progress = no_progress) -> ScriptWriter:
+        from backup_engine.engines.sqlite.writer import SqliteScriptWriter
+
         return SqliteScriptWriter(out, progress=progress)
 
     @classmethod
@@ -137,6 +151,8 @@ class SqliteEngine(Engine):
 
     @classmethod
     def sql_dialect(cls) -> Any:
+        from backup_engine.engines.sqlite.writer import make_dialect
+
         return make_dialect()
 
     @classmethod
@@ -146,6 +162,8 @@ class SqliteEngine(Engine):
     @classmethod
     def json_rows(cls, reader: JsonBackupReader, mapping: TableMap, columns: list[str],
                   natural: bool) -> CopyData | RowData:
+        from backup_engine.formats.sql_script import RowData
+
         def rows() -> Any:
             for key in mapping.sources:
                 picks = reader.picks(key, mapping.columns, columns)
