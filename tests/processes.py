@@ -23,6 +23,14 @@ def clean_environment(**overrides: str) -> dict[str, str]:
     return env
 
 
+def run_local(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m worker ARGS --local` in `cwd`, which must succeed."""
+    done = subprocess.run([sys.executable, "-m", "worker", *args, "--local"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def imported_modules(stderr: str) -> set[str]:
     """The modules a process imported, from the lines `PYTHONPROFILEIMPORTTIME=1` wrote to its stderr."""
     return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}

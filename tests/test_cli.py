@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import celery_worker, clean_environment, imported_modules
+from tests.processes import celery_worker, clean_environment, imported_modules, run_local
 from tests.reliability_helpers import wait_result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,15 +103,10 @@ def test_sqlite_snapshots_start_without_sqlalchemy(tmp_path):
                             BACKUP_DIR=str(tmp_path / "backups"), BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"),
                             PYTHONPROFILEIMPORTTIME="1")
 
-    def local(*args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "worker", *args, "--local"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done
-
     for backup_format in ("sqlite", "sql"):
-        made = local("backup", "--format", backup_format)
-        restored = local("restore", json.loads(made.stdout)["backup_filename"], "--target", "copy", "--from", "default")
+        made = run_local(env, tmp_path, "backup", "--format", backup_format)
+        restored = run_local(env, tmp_path, "restore", json.loads(made.stdout)["backup_filename"],
+                             "--target", "copy", "--from", "default")
         assert ("sqlalchemy" in imported_modules(made.stderr)) == (backup_format == "sql")
         assert "sqlalchemy" not in imported_modules(restored.stderr)
         assert sqlite3.connect(copy).execute("SELECT label FROM items").fetchall() == [("a",)]

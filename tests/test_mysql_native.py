@@ -9,8 +9,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from backup_engine.engines.mysql.client import is_mariadb_client
 from backup_engine.targets import Target
 from tests import richdb_mysql
 from tests.engine_api import BackupStore, create_backup, restore_backup
-from tests.processes import clean_environment, imported_modules
+from tests.processes import clean_environment, imported_modules, run_local
 from tests.test_mysql_roundtrip import TOOLS, leftovers
 
 pytestmark = pytest.mark.skipif(not (TOOLS.mysql and TOOLS.mysqldump), reason="MariaDB client tools not installed")
@@ -193,14 +191,9 @@ def test_the_client_tool_paths_start_without_sqlalchemy(tmp_path, mariadb_server
                             BACKUP_DATABASE_URL=source, BACKUP_DIR=str(tmp_path / "backups"),
                             BACKUP_UPLOAD_DIR=str(tmp_path / "uploads"), PYTHONPROFILEIMPORTTIME="1")
 
-    def local(*args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "worker", *args, "--local"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done
-
     for method in ("native", "sqlalchemy"):
-        made = local("backup", "--target", "src", "--method", method)
-        restored = local("restore", json.loads(made.stdout)["backup_filename"], "--target", "dst", "--from", "src")
+        made = run_local(env, tmp_path, "backup", "--target", "src", "--method", method)
+        restored = run_local(env, tmp_path, "restore", json.loads(made.stdout)["backup_filename"],
+                             "--target", "dst", "--from", "src")
         assert ("sqlalchemy" in imported_modules(made.stderr)) == (method == "sqlalchemy")
         assert "sqlalchemy" not in imported_modules(restored.stderr)
