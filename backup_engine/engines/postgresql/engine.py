@@ -56,7 +56,14 @@ class PostgresEngine(Engine):
 
     @classmethod
     def warm_up(cls) -> None:
-        from backup_engine.engines.postgresql import generated, json_export, json_import, twin, writer  # noqa: F401
+        from backup_engine.engines.postgresql import (  # noqa: F401
+            generated,
+            json_export,
+            json_import,
+            json_vetting,
+            twin,
+            writer,
+        )
 
         _upload_gate()
 
