@@ -236,7 +236,8 @@ def _as_documented(table) -> dict:
 def test_tables_built_from_the_catalog_are_what_sqlalchemy_reflection_gave(dbs, zoo, database):
     """The exports build their tables from the catalog (table_shapes), not by SQLAlchemy's
     reflection: the JSON document's tables are exactly what reflection gave, and the fallback's
-    shapes have the same columns a dump writes and the same foreign keys, so the same table order.
+    shapes have the same columns a dump writes and refer to the same tables, so the same table
+    order.
     The JSON export describes them without building them (table_specs): the same description."""
     if database == "zoo":
         name = zoo
@@ -251,14 +252,17 @@ def test_tables_built_from_the_catalog_are_what_sqlalchemy_reflection_gave(dbs, 
         built, shaped = table_definitions(definitions, info), table_shapes(read_shapes(cur), info.names)
         described = table_specs(definitions, info)
 
-    def foreign_keys(table):
-        return sorted((fk.name, fk.referred_table.key, tuple(fk.column_keys)) for fk in table.foreign_key_constraints)
+    def refers_to(table):
+        return sorted({fk.referred_table.key for fk in table.foreign_key_constraints} - {table.key})
 
-    assert len(reflected.tables) >= 4 and sorted(built.tables) == sorted(shaped.tables) == sorted(reflected.tables)
+    shapes = {shape.key: shape for shape in shaped}
+    assert [shape.key for shape in shaped] == sorted(shapes)
+    assert len(reflected.tables) >= 4 and sorted(built.tables) == sorted(shapes) == sorted(reflected.tables)
     for key, table in reflected.tables.items():
         assert _as_documented(built.tables[key]) == _as_documented(table), key
-        assert data_columns(shaped.tables[key]) == data_columns(table), key
-        assert foreign_keys(shaped.tables[key]) == foreign_keys(table), key
+        assert data_columns(shapes[key]) == data_columns(table), key
+        assert sorted(shapes[key].refers_to) == refers_to(table), key
+    assert any(shape.refers_to for shape in shaped)
     assert described == [table_spec(table, "postgresql") for table in built.tables.values()]
     documented = [_as_documented(table) for table in built.tables.values()]
     assert any(table["foreign_keys"] for table in documented) and any(table["checks"] for table in documented)
@@ -323,9 +327,14 @@ def test_the_model_read_with_a_session_aside_is_the_model_read_in_one_session(db
                 with session_aside(aside_target, raw) as aside, locks_released(raw):
                     assert (aside is None) == (aside_target is unreachable)
                     model = reflect_postgresql(raw, tables=tables, aside=aside)
+        assert model.extras.catalog.nodes and bool(model.metadata.tables) == (tables == "whole")
+        assert (model.table_specs is not None) == (tables == "specs")
+        assert (model.table_shapes is not None) == (tables == "shapes")
+        if tables == "shapes":
+            assert len(model.table_shapes) > 10
+            return repr(model.table_shapes) + "".join(_json_pieces(model_to_dict(model, {}, {}, [])))
         described = model.table_specs or [table_spec(table, "postgresql") for table in model.metadata.tables.values()]
-        assert len(described) > 10 and model.extras.catalog.nodes
-        assert (model.table_specs is None) == (tables != "specs") and (tables != "specs") == bool(model.metadata.tables)
+        assert len(described) > 10
         row_columns = {spec.key: [column.name for column in spec.columns] for spec in described}
         return "".join(_json_pieces(model_to_dict(model, {}, row_columns, [])))
 

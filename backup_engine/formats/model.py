@@ -45,8 +45,27 @@ def type_spec(column: Any) -> str:
     return column.type.spec if isinstance(column.type, CatalogType) else str(column.type)
 
 
-def data_columns(table: Table) -> list[str]:
+@dataclass(frozen=True)
+class TableShape:
+    """A table as a script written from its database's catalog needs it (`DatabaseModel.table_shapes`):
+    its name, the columns its data fills and the tables its foreign keys refer to (its own name
+    left out), which order its data. No SQLAlchemy `Table`: at 5,000 tables those were 38 MB and
+    half a second of a fallback backup, built only to be named and sorted."""
+
+    schema: str | None
+    name: str
+    data_columns: tuple[str, ...]
+    refers_to: tuple[str, ...] = ()  # keys (`schema.name`) of the referred tables
+
+    @property
+    def key(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+def data_columns(table: Table | TableShape) -> list[str]:
     """Columns a dump writes: all but generated and hidden ones, after the implicit rowid if kept."""
+    if isinstance(table, TableShape):
+        return list(table.data_columns)
     rowid = [table.info["rowid"]] if table.info.get("rowid") else []
     return rowid + [column.name for column in table.columns
                     if column.computed is None and not column.info.get("hidden")]
@@ -271,6 +290,9 @@ class DatabaseModel:
     # The tables described, where a reader built no SQLAlchemy tables (`metadata` is then empty):
     # only for writing a JSON document (`json_schema.model_to_dict`), never for a script.
     table_specs: list[TableSpec] | None = None
+    # The tables as shapes, where a reader built no SQLAlchemy tables either: only for a script
+    # written from `extras.catalog`, whose statements create them (`sql_script.table_order`).
+    table_shapes: list[TableShape] | None = None
 
 
 _LIST_TYPES = {

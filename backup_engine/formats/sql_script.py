@@ -20,7 +20,8 @@ from sqlalchemy.schema import ForeignKeyConstraint, sort_tables_and_constraints
 
 from backup_engine import errors
 from backup_engine.dumpinfo import INCLUDE_DATA_MODES, ByteSink, Progress, no_progress
-from backup_engine.formats.model import DatabaseModel, data_columns
+from backup_engine.formats.model import DatabaseModel, TableShape, data_columns
+from backup_engine.formats.table_order import foreign_key_order
 
 TEXT_BLOCK = 1 << 20
 COPY_BLOCK = 1 << 20
@@ -43,8 +44,9 @@ class RowData:
     kinds: Sequence[str | None] | None = None
 
 
-DataSource = Callable[[Table, list[str]], "CopyData | RowData"]
-TableOrder = list[tuple[Table, list[ForeignKeyConstraint]]]
+ScriptTable = Table | TableShape  # a shape only in a script written from the catalog (PostgreSQL's)
+DataSource = Callable[[ScriptTable, list[str]], "CopyData | RowData"]
+TableOrder = list[tuple[ScriptTable, list[ForeignKeyConstraint]]]
 
 
 class LineCounter(io.RawIOBase):
@@ -110,10 +112,11 @@ class ScriptWriter:
         quoted = self.preparer.quote(name)
         return f"{self.preparer.quote_schema(schema)}.{quoted}" if schema else quoted
 
-    def table_name(self, table: Table) -> str:
-        return self.preparer.format_table(table)
+    def table_name(self, table: ScriptTable) -> str:
+        """`preparer.format_table(table)`, for a `TableShape` too."""
+        return self.qname(table.schema, table.name)
 
-    def display_name(self, table: Table) -> str:
+    def display_name(self, table: ScriptTable) -> str:
         """The name `table_rows` reports for a table (the engine's own convention)."""
         return self.table_name(table)
 
@@ -126,9 +129,13 @@ class ScriptWriter:
     # the script -------------------------------------------------------------
     def table_order(self, model: DatabaseModel) -> tuple[TableOrder, list[ForeignKeyConstraint]]:
         """Tables in foreign-key order with the keys each creates inline, and the keys of
-        cycles and self-references, to be added after the data."""
+        cycles and self-references, to be added after the data. A model of `table_shapes` comes
+        with its catalog, whose statements create the tables and add every key after the data."""
         metadata = model.metadata
         partitions = model.extras.partitions
+        if model.table_shapes is not None:
+            ordered_shapes = foreign_key_order(model.table_shapes, [(p.parent, p.table) for p in partitions])
+            return [(shape, []) for shape in ordered_shapes], []
         self_refs = {id(fk) for table in metadata.tables.values() for fk in table.foreign_key_constraints
                      if fk.referred_table is table}
         ordered = sort_tables_and_constraints(
@@ -172,11 +179,11 @@ class ScriptWriter:
         self.flush()
         return table_rows
 
-    def holds_rows(self, model: DatabaseModel, table: Table) -> bool:
+    def holds_rows(self, model: DatabaseModel, table: ScriptTable) -> bool:
         """Whether the table has rows of its own to write (a partitioned parent has none)."""
         return not model.extras.partition_keys.get(table.key)
 
-    def table_data(self, table: Table, data_for: DataSource) -> int:
+    def table_data(self, table: ScriptTable, data_for: DataSource) -> int:
         """Write one table's rows; returns how many."""
         source = data_for(table, data_columns(table))
         if isinstance(source, CopyData):
@@ -199,7 +206,7 @@ class ScriptWriter:
     def after_data(self, model: DatabaseModel, tables: TableOrder, include_data: str) -> None:
         """After the last row."""
 
-    def copy_block(self, table: Table, source: CopyData) -> int:
+    def copy_block(self, table: ScriptTable, source: CopyData) -> int:
         raise errors.DumpError(errors.FALLBACK_FAILED, "this engine's scripts take no COPY data")
 
     def insert_rows(self, table: Table, source: RowData) -> int:

@@ -1,6 +1,6 @@
 """The SQLAlchemy fallback for PostgreSQL: a restorable script without pg_dump.
 
-Schema from the catalog (its tables as `table_shapes`), data through `COPY ... TO STDOUT` straight into the
+Schema from the catalog (its tables only named, as `TableShape`s), data through `COPY ... TO STDOUT` straight into the
 script's `COPY ... FROM stdin` blocks in 1 MiB writes (no per-row Python: the server renders,
 which is what gets near pg_dump's speed), all in one REPEATABLE READ read-only snapshot.
 """
@@ -8,8 +8,6 @@ which is what gets near pg_dump's speed), all in one REPEATABLE READ read-only s
 from __future__ import annotations
 
 from typing import Any
-
-from sqlalchemy import Table
 
 from backup_engine import errors
 from backup_engine.dumpinfo import ByteSink, DumpResult, Progress, no_progress
@@ -20,7 +18,7 @@ from backup_engine.engines.postgresql.reflect import reflect_postgresql
 from backup_engine.engines.postgresql.sequence_positions import positions_aside
 from backup_engine.engines.postgresql.session_aside import session_aside
 from backup_engine.engines.postgresql.writer import PostgresScriptWriter
-from backup_engine.formats.sql_script import COPY_BLOCK, CopyData, DataSource
+from backup_engine.formats.sql_script import COPY_BLOCK, CopyData, DataSource, ScriptTable
 from backup_engine.targets import Target
 
 METHOD = "sqlalchemy"
@@ -29,7 +27,7 @@ METHOD = "sqlalchemy"
 def copy_source(raw: Any, writer: PostgresScriptWriter, window: LockWindow) -> DataSource:
     """Each table's rows as the server's own COPY text, its lock let go within `window`."""
 
-    def source(table: Table, columns: list[str]) -> CopyData:
+    def source(table: ScriptTable, columns: list[str]) -> CopyData:
         query = f"COPY {writer.table_name(table)} ({writer.column_list(columns)}) TO STDOUT"
 
         def copy_to(file: Any) -> None:

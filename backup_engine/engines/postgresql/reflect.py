@@ -50,9 +50,10 @@ def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
     Raises DumpError(failure, "cannot carry ...") naming every object the script cannot carry;
     with `large_object_data` the large objects' bytes are read into the model (a JSON document
     holds them), up to JSON_LARGE_OBJECT_LIMIT. The tables (`tables`) are "whole" SQLAlchemy
-    `Table`s (`table_definitions`), or their "shapes", only columns and foreign keys
-    (`table_shapes`): enough for a script written from the catalog; or "specs", no `Table`s but
-    their descriptions (`table_specs`, in `table_specs` of the model): all a JSON document needs.
+    `Table`s (`table_definitions`), or their "shapes", no `Table`s but names, data columns
+    and referred tables (`table_shapes`, in `table_shapes` of the model): enough for a script
+    written from the catalog; or "specs", no `Table`s but their descriptions (`table_specs`, in
+    `table_specs` of the model): all a JSON document needs.
     Sequence positions come from `positions` where it read them, else from the snapshot. With
     `aside` (a second session in the same snapshot), what the tables are, the typed lists of
     objects and the tables' rows are read there while this session reads every object's
@@ -75,7 +76,7 @@ def reflect_postgresql(raw: Any, *, failure: str = errors.FALLBACK_FAILED,
     extras.catalog = reading.catalog
     model = DatabaseModel(dialect=ENGINE_NAME, metadata=MetaData(), extras=extras, server_version=version)
     if isinstance(rows, ShapeRows):
-        model.metadata = table_shapes(rows, info.names)
+        model.table_shapes = table_shapes(rows, info.names)
     elif tables == "specs":
         model.table_specs = table_specs(rows, info)
     else:

@@ -1,15 +1,16 @@
 # ruff: noqa: S608 - the queries are constants; f-strings only splice other constants (filters)
-"""The user tables as SQLAlchemy `Table`s, built from a few bulk catalog queries, not reflected.
+"""The user tables from a few bulk catalog queries, not reflected: as SQLAlchemy `Table`s, or described.
 
 SQLAlchemy's reflection was about half of an export's time at thousands of tables (it parses
-each type and constraint definition in Python, and builds indexes the exports do not use). Two
+each type and constraint definition in Python, and builds indexes the exports do not use). Three
 builders:
 
 - `table_definitions`: each table whole, as a JSON document's schema holds it (exact types,
   defaults, generation, identity, comments, keys, unique constraints, checks, foreign keys),
   field for field what the reflection gave (tests/test_fidelity.py compares them);
-- `table_shapes`: names, columns in order (generated ones marked: they get no data) and foreign
-  keys (tables are written in key order): all a script written from `catalog_read`'s nodes needs;
+- `table_shapes`: names, the columns data goes into and the tables foreign keys refer to (data
+  is written in foreign-key order), as `TableShape`s, no `Table`s: all a script written from
+  `catalog_read`'s nodes needs;
 - `table_specs`: `table_definitions`' tables as a JSON document describes them (`TableSpec`),
   built from the same rows without SQLAlchemy, field for field what `json_schema.table_spec`
   reads from them (tests/test_fidelity.py compares them): what the JSON export writes.
@@ -44,30 +45,25 @@ from sqlalchemy.util import strip_outer_parens
 
 from backup_engine.engines.postgresql.catalog import USER_NS, TableInfo
 from backup_engine.formats.json_schema import literal_text
-from backup_engine.formats.model import CatalogType, ColumnSpec, TableSpec
+from backup_engine.formats.model import CatalogType, ColumnSpec, TableShape, TableSpec
 
+# Each column of each table, in order, and whether it is generated (a dump writes no data for it).
 COLUMNS_SQL = f"""
-SELECT n.nspname, c.relname, a.attname,
-       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END
+SELECT n.nspname, c.relname, a.attname, a.attgenerated <> ''
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND {USER_NS}
 ORDER BY n.nspname, c.relname, a.attnum"""
 
-# Each foreign key with its columns and the referred table's, pairwise in key order.
-FOREIGN_KEYS_SQL = f"""
-SELECT n.nspname, c.relname, co.conname, rn.nspname, rc.relname,
-       ARRAY(SELECT a.attname FROM unnest(co.conkey) WITH ORDINALITY k(num, i)
-             JOIN pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.num ORDER BY k.i),
-       ARRAY(SELECT a.attname FROM unnest(co.confkey) WITH ORDINALITY k(num, i)
-             JOIN pg_attribute a ON a.attrelid = co.confrelid AND a.attnum = k.num ORDER BY k.i)
+# Which tables each table's foreign keys refer to.
+REFERENCES_SQL = f"""
+SELECT DISTINCT n.nspname, c.relname, rn.nspname, rc.relname
 FROM pg_constraint co
 JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class rc ON rc.oid = co.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE co.contype = 'f' AND {USER_NS}
-ORDER BY n.nspname, c.relname, co.conname"""
+ORDER BY 1, 2, 3, 4"""
 
 
 @dataclass
@@ -75,33 +71,31 @@ class ShapeRows:
     """What `table_shapes` builds from, read on any session of the snapshot (`read_shapes`)."""
 
     columns: list[tuple]
-    foreign_keys: list[tuple]
+    references: list[tuple]
 
 
 def read_shapes(cur: Any) -> ShapeRows:
-    return ShapeRows(columns=_fetch(cur, COLUMNS_SQL), foreign_keys=_fetch(cur, FOREIGN_KEYS_SQL))
+    return ShapeRows(columns=_fetch(cur, COLUMNS_SQL), references=_fetch(cur, REFERENCES_SQL))
 
 
-def table_shapes(rows: ShapeRows, names: dict[str, tuple[str, str]]) -> MetaData:
-    """A `MetaData` of the tables `names` holds (key -> (schema, name)): columns and foreign keys only.
+def table_shapes(rows: ShapeRows, names: dict[str, tuple[str, str]]) -> list[TableShape]:
+    """The tables `names` holds (key -> (schema, name)), by key: the columns their data fills and
+    the tables their foreign keys refer to.
 
     A foreign key to a table outside `names` (an extension's own) is left out: it only orders
     tables here, and the script creates it from the catalog."""
-    metadata = MetaData()
-    columns: dict[str, list[Column]] = {}
+    columns: dict[str, list[str]] = {}
     for schema, table, column, generated in rows.columns:
         key = f"{schema}.{table}"
-        if key in names:
-            marks = [Computed(generated, persisted=True)] if generated is not None else []
-            columns.setdefault(key, []).append(Column(column, *marks))
-    for key, (schema, name) in sorted(names.items()):
-        Table(name, metadata, *columns.get(key, ()), schema=schema)
-    for schema, table, name, referred_schema, referred, local, remote in rows.foreign_keys:
-        parent, target = metadata.tables.get(f"{schema}.{table}"), metadata.tables.get(f"{referred_schema}.{referred}")
-        if parent is not None and target is not None:
-            parent.append_constraint(ForeignKeyConstraint([parent.c[column] for column in local],
-                                                          [target.c[column] for column in remote], name=name))
-    return metadata
+        if key in names and not generated:
+            columns.setdefault(key, []).append(column)
+    references: dict[str, list[str]] = {}
+    for schema, table, referred_schema, referred in rows.references:
+        key, referred_key = f"{schema}.{table}", f"{referred_schema}.{referred}"
+        if key in names and referred_key in names and referred_key != key:
+            references.setdefault(key, []).append(referred_key)
+    return [TableShape(schema=schema, name=name, data_columns=tuple(columns.get(key, ())),
+                       refers_to=tuple(references.get(key, ()))) for key, (schema, name) in sorted(names.items())]
 
 
 def _fetch(cur: Any, query: str) -> list[tuple]:

@@ -32,7 +32,15 @@ from backup_engine.engines.postgresql.literals import pg_copy_row, pg_string
 from backup_engine.engines.postgresql.native import END_MARKER
 from backup_engine.engines.postgresql.restore import TRIGGER_STATES
 from backup_engine.formats.model import CatalogNode, DatabaseModel, LargeObjectDef, PgCatalog, SequenceDef
-from backup_engine.formats.sql_script import COPY_BLOCK, CopyData, LineCounter, RowData, ScriptWriter, TableOrder
+from backup_engine.formats.sql_script import (
+    COPY_BLOCK,
+    CopyData,
+    LineCounter,
+    RowData,
+    ScriptTable,
+    ScriptWriter,
+    TableOrder,
+)
 
 # pg_dump's session settings: exact floats, ISO dates, no timeouts, UTF-8.
 SCRIPT_HEADER = """--
@@ -73,7 +81,7 @@ class PostgresScriptWriter(ScriptWriter):
 
     def __init__(self, out: ByteSink, *, reserved_words: Iterable[str] = (), progress: Progress = no_progress) -> None:
         super().__init__(out, make_dialect(reserved_words), progress=progress)
-        self._paused: list[tuple[Table, Any]] = []
+        self._paused: list[tuple[ScriptTable, Any]] = []
         self._catalog: PgCatalog | None = None
         self._include_data = "full"
         # (offset, bytes) of a large object, read from the source (the fallback); else the model's hex
@@ -222,7 +230,7 @@ class PostgresScriptWriter(ScriptWriter):
                            f"{self.preparer.quote(trigger.name)}")
         self._paused = []
 
-    def copy_block(self, table: Table, source: CopyData) -> int:
+    def copy_block(self, table: ScriptTable, source: CopyData) -> int:
         self.write(f"COPY {self.table_name(table)} ({self.column_list(source.columns)}) FROM stdin;\n")
         counter = LineCounter(self)
         with io.BufferedWriter(counter, buffer_size=COPY_BLOCK) as buffered:
