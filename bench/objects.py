@@ -4,8 +4,10 @@
 
 For each count: a throwaway PostgreSQL (default settings) gets that many tables, each with a
 serial key, an index and a few rows; then every backup path of ours runs against `pg_dump
---format=plain`, and every restore (into an existing, empty target: built beside and swapped in)
-against `psql` without a single transaction (one transaction cannot hold the locks). Wall time
+--format=plain` (the `pgdump` path against `pg_dump --format=tar` too: its own format for a
+database without big tables, which costs more than plain), and every restore (into an
+existing, empty target: built beside and swapped in) against `psql` without a single
+transaction (one transaction cannot hold the locks). Wall time
 and each process's own peak RSS, as in `make bench`; every path (the references too) runs
 `--repeat` times (3), round by round, each on a settled server (`settle`), and each row is its
 median run (its highest peak RSS); writes bench/results/objects.json.
@@ -61,7 +63,7 @@ def bench_tables(server, tables: int, work: Path, compression: str, repeat: int)
     folder = work / f"objects_{tables}"
     folder.mkdir()
     name_file = work / "name"
-    raw_dump = work / "raw.sql"
+    raw_dump, raw_tar = work / "raw.sql", work / "raw.tar"
     pg_dump, psql = shutil.which("pg_dump"), shutil.which("psql")
     runs: dict[str, list[Measurement]] = {}
     names: dict[str, str] = {}
@@ -70,6 +72,11 @@ def bench_tables(server, tables: int, work: Path, compression: str, repeat: int)
         with client_run(Target.from_url("bench", url)) as run:
             runs.setdefault("dump", []).append(measure(
                 [pg_dump, "--format=plain", "--no-owner", "--no-privileges", "--no-password", "-f", str(raw_dump)],
+                env=run.env, pass_fds=tuple(run.pass_fds)))
+        settle(server)
+        with client_run(Target.from_url("bench", url)) as run:
+            runs.setdefault("tar dump", []).append(measure(
+                [pg_dump, "--format=tar", "--no-owner", "--no-privileges", "--no-password", "-f", str(raw_tar)],
                 env=run.env, pass_fds=tuple(run.pass_fds)))
         into = server.create_database(f"objects_raw_{tables}")
         settle(server)
@@ -88,19 +95,24 @@ def bench_tables(server, tables: int, work: Path, compression: str, repeat: int)
             runs.setdefault(f"restore of {label}", []).append(
                 measure_child(child_env(folder, url, compression, target), "restore", names[label]))
             server.drop_database(f"objects_into_{tables}")
-    dump_ref, restore_ref = median_run(runs["dump"]), median_run(runs["restore"])
+    dump_ref, restore_ref, tar_ref = median_run(runs["dump"]), median_run(runs["restore"]), median_run(runs["tar dump"])
     size = raw_dump.stat().st_size
     rows = [_row(tables, tables, "pg_dump (plain), raw", "-", dump_ref, None, size),
+            _row(tables, tables, "pg_dump (tar), raw", "-", tar_ref, None, raw_tar.stat().st_size),
             _row(tables, tables, "psql (no single transaction), raw", "-", restore_ref, None, size)]
-    for label, _, _ in PATHS:
+    for label, backup_format, _ in PATHS:
         stored = (folder / names[label]).stat().st_size
         rows.append(_row(tables, tables, f"{label}, {compression}", "pg_dump", median_run(runs[label]), dump_ref,
                          stored))
+        if backup_format == "pgdump":
+            rows.append(_row(tables, tables, f"{label}, {compression}", "pg_dump -Ft", median_run(runs[label]),
+                             tar_ref, stored))
         rows.append(_row(tables, tables, f"restore of {label}", "psql", median_run(runs[f"restore of {label}"]),
                          restore_ref, stored))
     server.drop_database(f"objects_{tables}")
     shutil.rmtree(folder)
     raw_dump.unlink()
+    raw_tar.unlink()
     return rows
 
 
