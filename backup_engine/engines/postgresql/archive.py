@@ -26,6 +26,7 @@ from uploads: only our own signed backups are in this format.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -108,7 +109,7 @@ def dump_archive(target: Target, out: ByteSink, include_data: str, tools: Client
     if include_data not in INCLUDE_DATA_FLAGS:
         raise errors.InvalidRequest(errors.UNKNOWN_INCLUDE_DATA, errors.PGDUMP_DATA_ONLY)
     pg_dump = require_tool(tools.get("pg_dump"), "pg_dump")
-    with private_folder(scratch_dir) as folder, connect(target) as conn:
+    with private_folder(scratch_dir) as folder, connect(target) as conn, contextlib.ExitStack() as stack:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
             cur.execute("SELECT pg_export_snapshot(), pg_catalog.current_setting('server_version')")
@@ -117,22 +118,31 @@ def dump_archive(target: Target, out: ByteSink, include_data: str, tools: Client
             names = dict(cur.fetchall())
         directory = folder / ARCHIVE_FOLDER
         directory.mkdir(mode=0o700)
+
+        listings: list[TocListing] = []
+
+        def list_toc() -> None:  # once the folder holds toc.dat: it runs while the data files come
+            listings.append(stack.enter_context(TocListing(tools, directory)))
+
         common = [f"--snapshot={snapshot}", "--no-owner", "--no-privileges", "--no-password",
                   *INCLUDE_DATA_FLAGS[include_data]]
         with archive_stream.TarDump(target, [pg_dump, "--format=tar", *common]) as tar_dump:
             parallel = include_data != "schema" and _parallel_worth(conn)  # while pg_dump reads its catalog
             if not parallel:
                 progress(phase="dump", jobs=1)
-                counters = tar_dump.rewrite(out, directory, progress)
+                counters = tar_dump.rewrite(out, directory, progress, list_toc)
         if parallel:  # --no-sync: the folder is scratch, read once into the store (which syncs what it keeps)
             progress(phase="dump", jobs=jobs)
             directory.rmdir()  # pg_dump makes it
             run_tool(target, [pg_dump, "--format=directory", f"--jobs={jobs}", "--compress=0", "--no-sync",
                               "--file", str(directory), *common], errors.DumpError, errors.NATIVE_BACKUP_FAILED)
+            list_toc()
             counters = write_tar(directory, out, progress)
         conn.rollback()  # the snapshot may go: the dump is complete
         table_rows = {display: 0 for display in names.values()}
-        for file, table in table_files(toc_listing(tools, directory), names).items():
+        if not listings:
+            list_toc()
+        for file, table in table_files(listings[0].result(), names).items():
             if file not in counters:
                 raise errors.DumpError(errors.INCOMPLETE_DUMP, f"no data file {file} for table {table}")
             table_rows[table] = counters[file].rows(file)
@@ -144,15 +154,47 @@ def _parallel_worth(conn: Any) -> bool:
     return parallel_worth([size.total for size in table_sizes(conn).values()] + [large_object_bytes(conn)])
 
 
+class TocListing:
+    """`pg_restore --list` of the archive in a folder, started as soon as its toc.dat is there (it
+    reads nothing else), so that it runs while the data files are still coming; `result()` waits
+    for it. Listed after the dump, it was 0.07 s of a 1,000-table `pgdump` backup on its own."""
+
+    def __init__(self, tools: ClientTools, directory: Path, error: type[errors.BackupError] = errors.DumpError
+                 ) -> None:
+        pg_restore = require_tool(tools.get("pg_restore"), "pg_restore")
+        self._error = error
+        with contextlib.ExitStack() as files:
+            self._stdout = files.enter_context(tempfile.TemporaryFile())
+            self._stderr = files.enter_context(tempfile.TemporaryFile())
+            self._process = subprocess.Popen([pg_restore, "--list", str(directory)], stdin=subprocess.DEVNULL,
+                                             stdout=self._stdout, stderr=self._stderr,
+                                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"})
+            files.pop_all()
+
+    def __enter__(self) -> TocListing:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._stdout.close()
+        self._stderr.close()
+
+    def result(self) -> bytes:
+        """The listing; `error` (BAD_ARCHIVE, or NATIVE_BACKUP_FAILED for a dump) if pg_restore refused it."""
+        if self._process.wait() != 0:
+            message = errors.NATIVE_BACKUP_FAILED if self._error is errors.DumpError else errors.BAD_ARCHIVE
+            self._stderr.seek(0)
+            raise self._error(message, self._stderr.read().decode("utf-8", "replace").strip())
+        self._stdout.seek(0)
+        return self._stdout.read()
+
+
 def toc_listing(tools: ClientTools, directory: Path, error: type[errors.BackupError] = errors.DumpError) -> bytes:
     """`pg_restore --list` of the archive in `directory` (only its toc.dat is read)."""
-    pg_restore = require_tool(tools.get("pg_restore"), "pg_restore")
-    listing = subprocess.run([pg_restore, "--list", str(directory)], capture_output=True, stdin=subprocess.DEVNULL,
-                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"})
-    if listing.returncode != 0:
-        message = errors.NATIVE_BACKUP_FAILED if error is errors.DumpError else errors.BAD_ARCHIVE
-        raise error(message, listing.stderr.decode("utf-8", "replace").strip())
-    return listing.stdout
+    with TocListing(tools, directory, error) as listing:
+        return listing.result()
 
 
 def table_files(listing: bytes, names: dict[int, str]) -> dict[str, str]:
@@ -214,6 +256,7 @@ def restore_archive(database: Target, source: ArtifactSource, tools: ClientTools
     with private_folder(scratch_dir) as folder:
         directory = folder / ARCHIVE_FOLDER
         directory.mkdir(mode=0o700)
+
         with source.open() as content:
             stream = io.BufferedReader(content, BLOCK)  # tarfile reads it READ_BUFFER at a time
             try:

@@ -77,13 +77,14 @@ class TarDump:
         finally:
             self._stack.close()
 
-    def rewrite(self, out: ByteSink, toc_folder: Path, progress: Progress) -> dict[str, RowCounter]:
+    def rewrite(self, out: ByteSink, toc_folder: Path, progress: Progress,
+                toc_written: Callable[[], None] = lambda: None) -> dict[str, RowCounter]:
         """pg_dump's archive rewritten into `out` as a directory archive's tar stream (its table of
-        contents also kept in `toc_folder`); each data file's row counter, named by the caller
-        through the table of contents."""
+        contents also kept in `toc_folder`, and `toc_written` called then); each data file's row
+        counter, named by the caller through the table of contents."""
         assert self._process is not None and self._process.stdout is not None
         try:
-            counters = _rewrite(self._process.stdout, out, toc_folder, progress)
+            counters = _rewrite(self._process.stdout, out, toc_folder, progress, toc_written)
         except tarfile.TarError as exc:  # its output ended early: pg_dump stopped, and its message says why
             failed = self._exited()
             raise failed or errors.DumpError(errors.NATIVE_BACKUP_FAILED, f"pg_dump's archive: {exc}") from exc
@@ -109,7 +110,8 @@ class TarDump:
                                 target=self._target)
 
 
-def _rewrite(stdout: BinaryIO, out: ByteSink, toc_folder: Path, progress: Progress) -> dict[str, RowCounter]:
+def _rewrite(stdout: BinaryIO, out: ByteSink, toc_folder: Path, progress: Progress,
+             toc_written: Callable[[], None]) -> dict[str, RowCounter]:
     counters: dict[str, RowCounter] = {}
     written = 0
     tar = TarOut(out)
@@ -122,6 +124,7 @@ def _rewrite(stdout: BinaryIO, out: ByteSink, toc_folder: Path, progress: Progre
             assert reader is not None
             if member.name == TOC:
                 copy_member(reader, toc_folder / TOC)
+                toc_written()
                 with (toc_folder / TOC).open("rb") as toc:
                     tar.add(TOC, member.size, toc)
             else:
