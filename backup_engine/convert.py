@@ -28,7 +28,7 @@ from backup_engine.formats import FORMATS
 from backup_engine.formats.json_document import JsonBackupReader, conversion_error, read_document
 from backup_engine.formats.json_schema import model_from_dict
 from backup_engine.formats.model import CatalogType, DatabaseModel, SchemaExtras, SequenceDef
-from backup_engine.formats.sql_script import CopyData, RowData
+from backup_engine.formats.sql_script import CopyData, RowData, ScriptTable
 from backup_engine.registry import engine_class
 from backup_engine.storage.catalogue import Catalogue, Entry, prefix_of
 
@@ -152,13 +152,14 @@ def write_sql(reader: JsonBackupReader, out: ByteSink, dialect: str | None = Non
         with paused_gc():  # thousands of tables' objects, all kept: the collector's passes would only slow it
             if engine is source:
                 model = model_from_dict(reader.schema)
+                keys = [shape.key for shape in model.table_shapes or []] or list(model.metadata.tables)
                 maps = {key: TableMap(sources=[key] if key in reader.tables else [], columns={}, kinds={})
-                        for key in model.metadata.tables}
+                        for key in keys}
             else:
                 model, maps = cross_engine_model(reader, engine)
         writer = engine.script_writer(out, model, progress)
 
-        def data_for(table: Table, columns: list[str]) -> CopyData | RowData:
+        def data_for(table: ScriptTable, columns: list[str]) -> CopyData | RowData:
             return engine.json_rows(reader, maps[table.key], columns, source.natural_json)
 
         try:

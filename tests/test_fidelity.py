@@ -43,7 +43,7 @@ from backup_engine.engines.postgresql.tables_from_catalog import (
 )
 from backup_engine.engines.reflection import freeze_reflected_text, sqlalchemy_connection
 from backup_engine.formats.json_document import _json_pieces
-from backup_engine.formats.json_schema import model_to_dict, table_spec, table_to_dict
+from backup_engine.formats.json_schema import model_to_dict, shapes_from_dict, spec_to_dict, table_spec, table_to_dict
 from backup_engine.formats.model import (
     CatalogNode,
     CatalogType,
@@ -263,6 +263,10 @@ def test_tables_built_from_the_catalog_are_what_sqlalchemy_reflection_gave(dbs, 
         assert data_columns(shapes[key]) == data_columns(table), key
         assert sorted(shapes[key].refers_to) == refers_to(table), key
     assert any(shape.refers_to for shape in shaped)
+    # a JSON document of ours carries the catalog: its restore's script needs only the same shapes
+    documents = [spec_to_dict(spec, {}, [], spec.key) for spec in described]
+    assert {shape.key: (shape.data_columns, sorted(shape.refers_to)) for shape in shapes_from_dict(documents)} \
+        == {key: (shape.data_columns, sorted(shape.refers_to)) for key, shape in shapes.items()}
     assert described == [table_spec(table, "postgresql") for table in built.tables.values()]
     documented = [_as_documented(table) for table in built.tables.values()]
     assert any(table["foreign_keys"] for table in documented) and any(table["checks"] for table in documented)

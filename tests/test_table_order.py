@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Column, ForeignKeyConstraint, Integer, MetaData, Table
 from sqlalchemy.dialects import postgresql
 
+from backup_engine import errors
+from backup_engine.formats.json_schema import shapes_from_dict
 from backup_engine.formats.model import DatabaseModel, PartitionDef, SchemaExtras, TableShape
 from backup_engine.formats.sql_script import ScriptWriter
 from backup_engine.formats.table_order import foreign_key_order
@@ -77,3 +80,27 @@ def test_a_table_comes_after_those_it_refers_to_and_a_cycle_lets_go_of_its_keys(
              shape("e")]
     assert [s.name for s in foreign_key_order(cycle, [])] == ["a", "b", "c", "e", "d"]
     assert [s.name for s in foreign_key_order(cycle, [("public.c", "public.a")])] == ["b", "c", "e", "a", "d"]
+
+
+def test_a_documents_tables_are_checked_as_shapes_as_they_were_as_tables():
+    """A JSON document that carries its catalog restores through shapes: what was refused while
+    building its `Table`s is refused still, as a conversion error."""
+    def spec(key: str, **changes) -> dict:
+        schema, name = key.split(".")
+        return {"key": key, "schema": schema, "name": name, "foreign_keys": [],
+                "columns": [{"name": "id", "kind": "integer"},
+                            {"name": "g", "kind": "integer", "generated": {"sqltext": "id * 2"}},
+                            {"name": "h", "kind": "text", "hidden": True}], **changes}
+
+    parent, child = spec("public.p"), spec("public.c", foreign_keys=[{"referred_table": "public.p"}])
+    assert shapes_from_dict([parent, child]) == [
+        TableShape(schema="public", name="p", data_columns=("id",)),
+        TableShape(schema="public", name="c", data_columns=("id",), refers_to=("public.p",))]
+    refused = {"an unknown kind": [spec("public.p", columns=[{"name": "id", "kind": "tensor"}])],
+               "a key to an unknown table": [spec("public.c", foreign_keys=[{"referred_table": "public.x"}])],
+               "a key that is not its name": [{**spec("public.p"), "key": "public.q"}],
+               "a name that is not text": [spec("public.p", name=7)]}
+    for why, specs in refused.items():
+        with pytest.raises(errors.ConversionError, match=errors.JSON_CONVERSION_FAILED):
+            shapes_from_dict(specs)
+            pytest.fail(why)

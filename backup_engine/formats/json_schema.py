@@ -32,6 +32,7 @@ from backup_engine.formats.model import (
     CatalogType,
     ColumnSpec,
     DatabaseModel,
+    TableShape,
     TableSpec,
     extras_from_dict,
     extras_to_dict,
@@ -176,9 +177,16 @@ def _identity_from(data: dict[str, Any] | None) -> Identity | None:
 
 
 def model_from_dict(schema: dict[str, Any]) -> DatabaseModel:
-    """Rebuild the source's model (same dialect) from the document's schema."""
+    """Rebuild the source's model (same dialect) from the document's schema: its tables as
+    SQLAlchemy `Table`s, or, when it carries its catalog (whose statements create them), only as
+    `TableShape`s (`shapes_from_dict`)."""
     try:
         dialect = _str(schema["dialect"], "dialect")
+        extras = extras_from_dict(schema.get("extras") or {})
+        if extras.catalog is not None:
+            return DatabaseModel(dialect=dialect, metadata=MetaData(), extras=extras,
+                                 server_version=str(schema.get("server_version", "")),
+                                 table_shapes=shapes_from_dict(schema["tables"]))
         metadata = MetaData()
         specs = schema["tables"]
         for spec in specs:
@@ -235,13 +243,41 @@ def model_from_dict(schema: dict[str, Any]) -> DatabaseModel:
                     fk["columns"], [referred.c[name] for name in fk["referred_columns"]], name=fk.get("name"),
                     ondelete=fk.get("ondelete"), onupdate=fk.get("onupdate"), match=fk.get("match"),
                     deferrable=fk.get("deferrable"), initially=fk.get("initially")))
-        extras = extras_from_dict(schema.get("extras") or {})
         return DatabaseModel(dialect=dialect, metadata=metadata, extras=extras,
                              server_version=str(schema.get("server_version", "")))
     except errors.BackupError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise conversion_error(f"schema: {type(exc).__name__}: {exc}") from exc
+
+
+def shapes_from_dict(specs: list[dict[str, Any]]) -> list[TableShape]:
+    """The document's tables as a script written from its catalog needs them, in the document's
+    order: names, the columns its rows hold (`data_columns` of the same `Table`), the tables
+    their foreign keys refer to. Checked as `model_from_dict` checks them: 5,000 tables' whole
+    `Table`s were 0.44 s of a JSON restore, and held through the script."""
+    keys = {_str(spec["key"], "table key") for spec in specs}
+    shapes = []
+    for spec in specs:
+        columns = [_str(spec["rowid"], "rowid")] if spec.get("rowid") else []
+        for col in spec["columns"]:
+            if col.get("kind") not in json_values.KINDS:
+                raise conversion_error(f"schema: table {spec.get('key')!r} column {col.get('name')!r}: "
+                                       f"unknown kind {col.get('kind')!r}")
+            if not col.get("generated") and not col.get("hidden"):
+                columns.append(_str(col["name"], "column name"))
+        refers_to = []
+        for fk in spec.get("foreign_keys", []):
+            if fk["referred_table"] not in keys:
+                raise conversion_error(f"schema: foreign key {fk.get('name')!r} refers to an unknown table")
+            if fk["referred_table"] != spec["key"] and fk["referred_table"] not in refers_to:
+                refers_to.append(fk["referred_table"])
+        shape = TableShape(schema=spec.get("schema"), name=_str(spec["name"], "table name"),
+                           data_columns=tuple(columns), refers_to=tuple(refers_to))
+        if shape.key != spec["key"]:
+            raise conversion_error(f"schema: table {spec['key']!r} is named {shape.key!r}")
+        shapes.append(shape)
+    return shapes
 
 
 # --- writing ------------------------------------------------------------------------------------------------
