@@ -254,8 +254,9 @@ def model_from_dict(schema: dict[str, Any]) -> DatabaseModel:
 def shapes_from_dict(specs: list[dict[str, Any]]) -> list[TableShape]:
     """The document's tables as a script written from its catalog needs them, in the document's
     order: names, the columns its rows hold (`data_columns` of the same `Table`), the tables
-    their foreign keys refer to. Checked as `model_from_dict` checks them: 5,000 tables' whole
-    `Table`s were 0.44 s of a JSON restore, and held through the script."""
+    their foreign keys refer to, each checked as `model_from_dict` checks it (the rest, types,
+    defaults and constraints, the catalog's statements hold): 5,000 tables' whole `Table`s were
+    0.8 s of a JSON restore, and 45 MB held through the script."""
     keys = {_str(spec["key"], "table key") for spec in specs}
     shapes = []
     for spec in specs:
